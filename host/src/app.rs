@@ -1,0 +1,59 @@
+//! The application model every source (a `spin.toml` today, a locked app from a
+//! registry later) is turned into before anything runs.
+//!
+//! Keeping it separate from the manifest syntax means the runtime has one shape
+//! to validate and serve, however the app arrived.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A whole Spin application, as ping-host runs it.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub name: String,
+    pub version: Option<String>,
+    pub description: Option<String>,
+    pub authors: Vec<String>,
+    /// Application variables (`[variables]`), by name.
+    pub variables: BTreeMap<String, VariableDecl>,
+    /// Components by id, in manifest order of their ids.
+    pub components: BTreeMap<String, Component>,
+    /// HTTP triggers, in manifest order.
+    pub http_triggers: Vec<HttpTrigger>,
+}
+
+/// One `[variables]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariableDecl {
+    /// `Some(default)`, or `None` for `required = true`.
+    pub default: Option<String>,
+    /// A secret's value never appears in logs or errors.
+    pub secret: bool,
+}
+
+/// One `[component.<id>]`.
+#[derive(Debug, Clone)]
+pub struct Component {
+    pub id: String,
+    pub source: Source,
+    /// `allowed_outbound_hosts`, still holding `{{ variable }}` templates.
+    pub allowed_outbound_hosts: Vec<String>,
+    /// `[component.<id>.variables]`: what the guest sees, as templates.
+    pub variables: BTreeMap<String, String>,
+}
+
+/// Where a component's Wasm comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A file on disk (absolute, resolved against the manifest's directory).
+    File(PathBuf),
+    /// Bytes already in memory (for example pulled from a registry).
+    Bytes(std::sync::Arc<[u8]>),
+}
+
+/// One `[[trigger.http]]`.
+#[derive(Debug, Clone)]
+pub struct HttpTrigger {
+    pub route: String,
+    pub component: String,
+}

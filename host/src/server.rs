@@ -1,0 +1,439 @@
+//! Serving HTTP the way Spin's HTTP trigger does: route first (unknown paths
+//! never instantiate anything), answer the runtime's own `/.well-known/spin/`
+//! paths, add Spin's `spin-*` request headers, then run the request on a fresh
+//! instance of the routed component.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, StoreLimitsBuilder};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+
+use crate::app::{App, Source};
+use crate::engine;
+use crate::outbound::AllowedHosts;
+use crate::outbound_http::OutboundHttp;
+use crate::redis::{RedisCtx, RedisPool, Timeouts};
+use crate::routing::{Router, WELL_KNOWN_PREFIX};
+use crate::state::HostState;
+use crate::variables::{ComponentVariables, Resolved};
+
+/// The response body type used throughout.
+pub type Body = HyperOutgoingBody;
+
+/// Runtime settings the command line controls.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub engine: engine::EngineOptions,
+    pub cache_dir: Option<std::path::PathBuf>,
+    pub redis: Timeouts,
+    /// How long shutdown waits for in-flight requests.
+    pub drain: Duration,
+}
+
+/// One component, ready to instantiate per request.
+struct Prepared {
+    id: Arc<str>,
+    pre: ProxyPre<HostState>,
+    variables: Arc<ComponentVariables>,
+    allowed: Arc<AllowedHosts>,
+    max_memory: usize,
+}
+
+/// Everything needed to serve an app; built once at start-up.
+pub struct Runtime {
+    name: String,
+    version: Option<String>,
+    router: Router<usize>,
+    components: Vec<Prepared>,
+    redis: Arc<RedisPool>,
+}
+
+impl Runtime {
+    /// Compiles (or loads from cache) and links every routed component. All
+    /// configuration problems surface here, before the first request.
+    pub fn new(app: &App, vars: &Resolved, settings: &Settings) -> Result<Self> {
+        let engine = engine::engine(&settings.engine)?;
+        let linker = engine::linker(&engine)?;
+        let mut components = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        let mut routes = Vec::new();
+        for trigger in &app.http_triggers {
+            let slot = match index.get(&trigger.component) {
+                Some(i) => *i,
+                None => {
+                    let prepared =
+                        prepare(app, &trigger.component, vars, &engine, &linker, settings)?;
+                    components.push(prepared);
+                    index.insert(trigger.component.clone(), components.len() - 1);
+                    components.len() - 1
+                }
+            };
+            routes.push((trigger.route.clone(), slot));
+        }
+        Ok(Runtime {
+            name: app.name.clone(),
+            version: app.version.clone(),
+            router: Router::new(routes)?,
+            components,
+            redis: Arc::new(RedisPool::new(settings.redis)),
+        })
+    }
+
+    /// `(route, component id)` pairs, for the start-up log.
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.router
+            .routes()
+            .map(|(r, i)| (r, &*self.components[*i].id))
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then lets in-flight
+    /// requests finish (up to `drain`).
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        drain: Duration,
+    ) -> Result<()> {
+        let local = listener.local_addr()?;
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, client) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Usually EMFILE: back off instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let runtime = self.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let runtime = runtime.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(runtime.handle(req, client, local).await)
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .keep_alive(true)
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%client, "connection ended: {e}");
+                }
+            });
+        }
+        drop(listener);
+        tracing::info!("shutting down: waiting for in-flight requests");
+        if tokio::time::timeout(drain, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("in-flight requests still running after {drain:?}; exiting anyway");
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        local: SocketAddr,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let response = self.dispatch(req, client, local).await;
+        tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
+        response
+    }
+
+    async fn dispatch(
+        &self,
+        mut req: Request<Incoming>,
+        client: SocketAddr,
+        local: SocketAddr,
+    ) -> Response<Body> {
+        let path = req.uri().path();
+        if let Some(rest) = path.strip_prefix(WELL_KNOWN_PREFIX) {
+            return self.well_known(rest);
+        }
+        let Some(found) = self.router.find(path) else {
+            return plain(StatusCode::NOT_FOUND, "Not Found\n");
+        };
+        let slot = *found.target;
+        let headers = spin_headers(
+            &req,
+            client,
+            local,
+            found.route,
+            found.component_route,
+            found.path_info,
+        );
+        let component = &self.components[slot];
+        for (name, value) in headers {
+            req.headers_mut().insert(name, value);
+        }
+        match self.run(component, req).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::error!(component = &*component.id, "request failed: {e:?}");
+                plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
+            }
+        }
+    }
+
+    /// Instantiates `component` and lets it answer `req`.
+    async fn run(&self, component: &Prepared, req: Request<Incoming>) -> Result<Response<Body>> {
+        let state = HostState {
+            wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            redis: RedisCtx::new(
+                self.redis.clone(),
+                component.allowed.clone(),
+                component.id.clone(),
+            ),
+            variables: component.variables.clone(),
+            outbound_http: OutboundHttp {
+                allowed: component.allowed.clone(),
+                component: component.id.clone(),
+            },
+            limits: StoreLimitsBuilder::new()
+                .memory_size(component.max_memory)
+                .build(),
+        };
+        let mut store = Store::new(component.pre.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let request = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)?;
+        let outparam = store.data_mut().http().new_response_outparam(sender)?;
+        let pre = component.pre.clone();
+        let id = component.id.clone();
+        // The guest runs in its own task so it can keep streaming the body
+        // after the response head has been handed back.
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            let result = proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, request, outparam)
+                .await;
+            if let Err(e) = &result {
+                tracing::error!(component = &*id, "guest failed: {e:?}");
+            }
+            result
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => bail!("the guest answered with an error: {code:?}"),
+            Err(_) => match task.await {
+                Ok(Ok(())) => bail!("the guest returned without setting a response"),
+                Ok(Err(e)) => {
+                    Err(anyhow::Error::from(e).context("the guest failed before responding"))
+                }
+                Err(e) => Err(anyhow::Error::new(e).context("the guest task panicked")),
+            },
+        }
+    }
+
+    /// `/.well-known/spin/health` and `/.well-known/spin/info`, answered by the
+    /// runtime itself so probes never depend on the guest.
+    fn well_known(&self, rest: &str) -> Response<Body> {
+        match rest {
+            "health" => plain(StatusCode::OK, "OK"),
+            "info" => {
+                let mut info = serde_json::Map::new();
+                info.insert("name".into(), self.name.clone().into());
+                if let Some(v) = &self.version {
+                    info.insert("version".into(), v.clone().into());
+                }
+                let body = serde_json::to_string_pretty(&info).unwrap_or_default();
+                let mut response = plain(StatusCode::OK, body);
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                response
+            }
+            _ => plain(StatusCode::NOT_FOUND, "Not Found\n"),
+        }
+    }
+}
+
+/// Loads, compiles and links one component, with errors that name it.
+fn prepare(
+    app: &App,
+    id: &str,
+    vars: &Resolved,
+    engine: &Engine,
+    linker: &wasmtime::component::Linker<HostState>,
+    settings: &Settings,
+) -> Result<Prepared> {
+    let spec = app
+        .components
+        .get(id)
+        .with_context(|| format!("no component `{id}`"))?;
+    let wasm: Vec<u8> = match &spec.source {
+        Source::File(path) => read_wasm(path, id)?,
+        Source::Bytes(bytes) => bytes.to_vec(),
+    };
+    let compiled = engine::load_component(engine, &wasm, settings.cache_dir.as_deref())
+        .with_context(|| format!("component `{id}`"))?;
+    check_imports(engine, &compiled, linker, id)?;
+    let pre = linker
+        .instantiate_pre(&compiled)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("component `{id}` cannot be linked"))?;
+    let pre = ProxyPre::new(pre).map_err(anyhow::Error::from).with_context(|| {
+        format!("component `{id}` does not export wasi:http/incoming-handler@0.2.x: is it an HTTP component?")
+    })?;
+    let expanded = spec
+        .allowed_outbound_hosts
+        .iter()
+        .map(|h| vars.expand(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let allowed = AllowedHosts::parse(&expanded).with_context(|| format!("[component.{id}]"))?;
+    let variables = ComponentVariables::for_component(app, id, vars)?;
+    Ok(Prepared {
+        id: id.into(),
+        pre,
+        variables: Arc::new(variables),
+        allowed: Arc::new(allowed),
+        max_memory: settings.engine.max_memory,
+    })
+}
+
+fn read_wasm(path: &Path, id: &str) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("component `{id}`: cannot read {}", path.display()))?;
+    if !bytes.starts_with(b"\0asm") {
+        bail!(
+            "component `{id}`: {} is not a WebAssembly file",
+            path.display()
+        );
+    }
+    Ok(bytes)
+}
+
+/// Refuses a component that imports an interface this host does not provide,
+/// naming each such interface (wasmtime would only report the first).
+fn check_imports(
+    engine: &Engine,
+    component: &wasmtime::component::Component,
+    linker: &wasmtime::component::Linker<HostState>,
+    id: &str,
+) -> Result<()> {
+    let Err(link_error) = linker.instantiate_pre(component) else {
+        return Ok(());
+    };
+    let missing: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name)
+        .filter(|name| !provides(engine, linker, name))
+        .map(str::to_owned)
+        .collect();
+    if missing.is_empty() {
+        return Err(
+            anyhow::Error::from(link_error).context(format!("component `{id}` cannot be linked"))
+        );
+    }
+    bail!(
+        "component `{id}` imports {} that ping-host does not provide: {}. \
+         ping-host implements WASI 0.2, wasi:http, fermyon:spin/redis@2.0.0 and fermyon:spin/variables@2.0.0",
+        if missing.len() == 1 {
+            "an interface"
+        } else {
+            "interfaces"
+        },
+        missing.join(", ")
+    )
+}
+
+/// Whether `linker` defines an instance named `name`: a probe component that
+/// imports an empty instance of that name links exactly when it does.
+fn provides(engine: &Engine, linker: &wasmtime::component::Linker<HostState>, name: &str) -> bool {
+    let probe = format!("(component (import {name:?} (instance)))");
+    wasmtime::component::Component::new(engine, probe)
+        .is_ok_and(|probe| linker.instantiate_pre(&probe).is_ok())
+}
+
+/// Spin's request headers, so components using the SDK router see what they
+/// would under Spin.
+fn spin_headers(
+    req: &Request<Incoming>,
+    client: SocketAddr,
+    local: SocketAddr,
+    route: &str,
+    component_route: &str,
+    path_info: &str,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let authority = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| local.to_string());
+    let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let pairs = [
+        (
+            "spin-full-url",
+            format!("http://{authority}{path_and_query}"),
+        ),
+        ("spin-path-info", path_info.to_owned()),
+        ("spin-matched-route", route.to_owned()),
+        ("spin-base-path", "/".to_owned()),
+        ("spin-raw-component-route", route.to_owned()),
+        ("spin-component-route", component_route.to_owned()),
+        ("spin-client-addr", client.to_string()),
+    ];
+    pairs
+        .into_iter()
+        .filter_map(|(name, value)| {
+            Some((
+                HeaderName::from_static(name),
+                HeaderValue::from_str(&value).ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// A short plain-text response from the runtime itself.
+pub fn plain(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,77 @@
+//! What each request's `Store` holds, and the glue that hands each host
+//! interface its slice of it.
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasData, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::bindings::variables::{self, Error as VariablesError};
+use crate::outbound_http::OutboundHttp;
+use crate::redis::{RedisCtx, RedisView};
+use crate::variables::{ComponentVariables, VariableError};
+
+/// Per-request store data. Built fresh for every request, as Spin does, so no
+/// state leaks from one request to the next.
+pub struct HostState {
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub table: ResourceTable,
+    pub redis: RedisCtx,
+    pub variables: Arc<ComponentVariables>,
+    pub outbound_http: OutboundHttp,
+    pub limits: wasmtime::StoreLimits,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound_http,
+        }
+    }
+}
+
+impl HostState {
+    pub fn redis_view(&mut self) -> RedisView<'_> {
+        RedisView {
+            table: &mut self.table,
+            ctx: &mut self.redis,
+        }
+    }
+
+    pub fn variables_view(&mut self) -> VariablesView<'_> {
+        VariablesView(&self.variables)
+    }
+}
+
+/// `fermyon:spin/variables` sees only the component's own variables.
+pub struct VariablesView<'a>(&'a ComponentVariables);
+
+/// Marker tying [`VariablesView`] to the linker.
+pub struct VariablesHost;
+
+impl HasData for VariablesHost {
+    type Data<'a> = VariablesView<'a>;
+}
+
+impl variables::Host for VariablesView<'_> {
+    async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, VariablesError>> {
+        Ok(match self.0.get(&name) {
+            Ok(value) => Ok(value.to_owned()),
+            Err(VariableError::InvalidName(n)) => Err(VariablesError::InvalidName(n)),
+            Err(_) => Err(VariablesError::Undefined(name)),
+        })
+    }
+}

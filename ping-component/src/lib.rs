@@ -1,0 +1,235 @@
+//! ping: counts pings in Redis.
+//!
+//! The workshop's contract (`/`, `/ping`, `/test`, `/del_ping`) with its defects
+//! fixed: the counter is one atomic `INCR` (the original GET-then-SET lost about
+//! a quarter of concurrent increments), failures answer 503 instead of
+//! 200 `Failed`, and deleting answers 200 instead of 500.
+//!
+//! Everything the component needs to know comes from Spin variables, so the same
+//! build runs under `spin up`, `ping-host` and containerd-shim-spin.
+
+use spin_sdk::http::{IntoResponse, Method, Request, Response};
+use spin_sdk::http_component;
+use spin_sdk::redis::{self, Connection};
+use spin_sdk::variables;
+
+/// Spin variable names. The chart and the tests set these, so they are part of
+/// the component's interface.
+mod var {
+    pub const REDIS_HOST: &str = "redis_host";
+    pub const REDIS_PORT: &str = "redis_port";
+    pub const REDIS_PASSWORD: &str = "redis_password";
+    pub const REDIS_DB: &str = "redis_db";
+    pub const COUNTER_KEY: &str = "counter_key";
+}
+
+/// The workshop's key, used when the manifest does not declare `counter_key`.
+const DEFAULT_COUNTER_KEY: &str = "ping";
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+
+#[http_component]
+fn handle(req: Request) -> Response {
+    let method = req.method();
+    match req.path() {
+        "/" => only(method, &[Method::Get], hello),
+        "/ping" => match method {
+            Method::Get => ping(&req),
+            Method::Delete => delete(),
+            _ => not_allowed("GET, DELETE"),
+        },
+        "/count" => only(method, &[Method::Get], || count(&req)),
+        "/test" => only(method, &[Method::Get], test),
+        "/del_ping" => only(method, &[Method::Get], delete),
+        _ => text(404, "not found\n"),
+    }
+}
+
+/// Runs `handler` when `method` is one of `allowed`, otherwise answers 405.
+fn only(method: &Method, allowed: &[Method], handler: impl FnOnce() -> Response) -> Response {
+    if allowed.contains(method) {
+        handler()
+    } else {
+        let names: Vec<String> = allowed.iter().map(|m| m.to_string()).collect();
+        not_allowed(&names.join(", "))
+    }
+}
+
+fn hello() -> Response {
+    text(200, "Hello!")
+}
+
+/// `GET /ping`: one atomic INCR; the new value is the answer.
+fn ping(req: &Request) -> Response {
+    match with_redis(|conn, key| conn.incr(key)) {
+        Ok(n) => counted(req, n),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /count`: the counter without touching it (0 when it was never pinged).
+fn count(req: &Request) -> Response {
+    let read = with_redis(|conn, key| conn.get(key));
+    match read {
+        Ok(None) => counted(req, 0),
+        Ok(Some(bytes)) => match std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            Some(n) => counted(req, n),
+            None => Failure::NotANumber(counter_key()).into_response(),
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `DELETE /ping` and the workshop's `GET /del_ping`.
+fn delete() -> Response {
+    match with_redis(|conn, key| conn.del(&[key.to_owned()])) {
+        Ok(0) => text(200, "nothing to delete\n"),
+        Ok(_) => text(200, "deleted\n"),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /test`: does Redis answer PING?
+fn test() -> Response {
+    match with_redis(|conn, _| conn.execute("PING", &[])) {
+        Ok(_) => text(200, "Success"),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Answers a count as text, or as JSON when the client asks for it.
+fn counted(req: &Request, n: i64) -> Response {
+    let wants_json = req
+        .header("accept")
+        .and_then(|v| v.as_str())
+        .is_some_and(|v| v.contains(JSON));
+    if wants_json {
+        respond(200, JSON, format!("{{\"count\":{n}}}"))
+    } else {
+        text(200, format!("{n}\n"))
+    }
+}
+
+/// Why a request could not be served, mapped to an honest status code.
+enum Failure {
+    /// Redis is unreachable, refused the address, or failed.
+    Redis(redis::Error),
+    /// A variable the component needs is missing or malformed.
+    Config(String),
+    /// The counter key holds something that is not an integer.
+    NotANumber(String),
+}
+
+impl From<redis::Error> for Failure {
+    fn from(e: redis::Error) -> Self {
+        match e {
+            redis::Error::TypeError => Failure::NotANumber(counter_key()),
+            other => Failure::Redis(other),
+        }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        match self {
+            Failure::Redis(e) => text(503, format!("redis unavailable: {}\n", describe(&e))),
+            Failure::Config(msg) => text(500, format!("configuration error: {msg}\n")),
+            Failure::NotANumber(key) => text(
+                409,
+                format!("redis key `{key}` does not hold an integer; reset it with DELETE /ping\n"),
+            ),
+        }
+    }
+}
+
+fn describe(e: &redis::Error) -> String {
+    match e {
+        redis::Error::InvalidAddress => {
+            "address refused (check redis_host/redis_port and allowed_outbound_hosts)".into()
+        }
+        redis::Error::TooManyConnections => "too many connections".into(),
+        redis::Error::TypeError => "unexpected value type".into(),
+        redis::Error::Other(reason) => reason.clone(),
+    }
+}
+
+/// Opens Redis from the variables and runs `op` on the counter key.
+fn with_redis<T>(
+    op: impl FnOnce(&Connection, &str) -> Result<T, redis::Error>,
+) -> Result<T, Failure> {
+    let conn = Connection::open(&redis_address()?)?;
+    Ok(op(&conn, &counter_key())?)
+}
+
+fn counter_key() -> String {
+    variables::get(var::COUNTER_KEY).unwrap_or_else(|_| DEFAULT_COUNTER_KEY.to_owned())
+}
+
+/// `redis://[:password@]host:port/db`, built from the variables. The password is
+/// percent-encoded so that any character is safe in it.
+fn redis_address() -> Result<String, Failure> {
+    let get = |name: &str| {
+        variables::get(name).map_err(|e| Failure::Config(format!("variable `{name}`: {e}")))
+    };
+    let host = get(var::REDIS_HOST)?;
+    let port = get(var::REDIS_PORT)?;
+    let password = get(var::REDIS_PASSWORD)?;
+    let db = get(var::REDIS_DB)?;
+    if port.parse::<u16>().is_err() {
+        return Err(Failure::Config(format!(
+            "redis_port `{port}` is not a port number"
+        )));
+    }
+    if db.parse::<u32>().is_err() {
+        return Err(Failure::Config(format!(
+            "redis_db `{db}` is not a database number"
+        )));
+    }
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let auth = if password.is_empty() {
+        String::new()
+    } else {
+        format!(":{}@", percent_encode(&password))
+    };
+    Ok(format!("redis://{auth}{host}:{port}/{db}"))
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn not_allowed(allow: &str) -> Response {
+    Response::builder()
+        .status(405)
+        .header("content-type", TEXT)
+        .header("allow", allow)
+        .body("method not allowed\n")
+        .build()
+}
+
+fn text(status: u16, body: impl Into<String>) -> Response {
+    respond(status, TEXT, body.into())
+}
+
+fn respond(status: u16, content_type: &str, body: String) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(body)
+        .build()
+}
