@@ -304,11 +304,16 @@ fn prepare(
     };
     let compiled = engine::load_component(engine, &wasm, settings.cache_dir.as_deref())
         .with_context(|| format!("component `{id}`"))?;
-    check_imports(engine, &compiled, linker, id)?;
+    // wasmtime's link error names the first import it cannot satisfy.
     let pre = linker
         .instantiate_pre(&compiled)
         .map_err(anyhow::Error::from)
-        .with_context(|| format!("component `{id}` cannot be linked"))?;
+        .with_context(|| {
+            format!(
+                "component `{id}` imports an interface that ping-host does not provide \
+                 (it provides WASI 0.2, wasi:http 0.2, fermyon:spin/redis@2.0.0 and fermyon:spin/variables@2.0.0)"
+            )
+        })?;
     let pre = ProxyPre::new(pre).map_err(anyhow::Error::from).with_context(|| {
         format!("component `{id}` does not export wasi:http/incoming-handler@0.2.x: is it an HTTP component?")
     })?;
@@ -338,49 +343,6 @@ fn read_wasm(path: &Path, id: &str) -> Result<Vec<u8>> {
         );
     }
     Ok(bytes)
-}
-
-/// Refuses a component that imports an interface this host does not provide,
-/// naming each such interface (wasmtime would only report the first).
-fn check_imports(
-    engine: &Engine,
-    component: &wasmtime::component::Component,
-    linker: &wasmtime::component::Linker<HostState>,
-    id: &str,
-) -> Result<()> {
-    let Err(link_error) = linker.instantiate_pre(component) else {
-        return Ok(());
-    };
-    let missing: Vec<String> = component
-        .component_type()
-        .imports(engine)
-        .map(|(name, _)| name)
-        .filter(|name| !provides(engine, linker, name))
-        .map(str::to_owned)
-        .collect();
-    if missing.is_empty() {
-        return Err(
-            anyhow::Error::from(link_error).context(format!("component `{id}` cannot be linked"))
-        );
-    }
-    bail!(
-        "component `{id}` imports {} that ping-host does not provide: {}. \
-         ping-host implements WASI 0.2, wasi:http, fermyon:spin/redis@2.0.0 and fermyon:spin/variables@2.0.0",
-        if missing.len() == 1 {
-            "an interface"
-        } else {
-            "interfaces"
-        },
-        missing.join(", ")
-    )
-}
-
-/// Whether `linker` defines an instance named `name`: a probe component that
-/// imports an empty instance of that name links exactly when it does.
-fn provides(engine: &Engine, linker: &wasmtime::component::Linker<HostState>, name: &str) -> bool {
-    let probe = format!("(component (import {name:?} (instance)))");
-    wasmtime::component::Component::new(engine, probe)
-        .is_ok_and(|probe| linker.instantiate_pre(&probe).is_ok())
 }
 
 /// Spin's request headers, so components using the SDK router see what they

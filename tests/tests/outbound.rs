@@ -1,0 +1,105 @@
+//! allowed_outbound_hosts is enforced, and secrets stay out of the logs.
+
+use ping_e2e::{Host, HostConfig, Redis, get, write_manifest};
+
+const MANIFEST: &str = r#"spin_manifest_version = 2
+[application]
+name = "ping"
+[variables]
+redis_host = { default = "127.0.0.1" }
+redis_port = { default = "6379" }
+redis_password = { default = "", secret = true }
+redis_db = { default = "0" }
+counter_key = { default = "ping" }
+allowed = { default = "redis://127.0.0.1:6379" }
+[[trigger.http]]
+route = "/..."
+component = "ping"
+[component.ping]
+source = "{{WASM}}"
+allowed_outbound_hosts = ["{{ allowed }}"]
+[component.ping.variables]
+redis_host = "{{ redis_host }}"
+redis_port = "{{ redis_port }}"
+redis_password = "{{ redis_password }}"
+redis_db = "{{ redis_db }}"
+counter_key = "{{ counter_key }}"
+"#;
+
+fn host_allowing(
+    redis: &Redis,
+    allowed: &str,
+    extra: &[&str],
+) -> anyhow::Result<(tempfile::TempDir, Host)> {
+    let dir = tempfile::tempdir()?;
+    let manifest = write_manifest(dir.path(), MANIFEST)?;
+    let mut config = HostConfig::for_redis(redis)
+        .manifest(manifest)
+        .arg("--variable")
+        .arg(format!("allowed={allowed}"));
+    for a in extra {
+        config = config.arg(*a);
+    }
+    let host = Host::start(&config)?;
+    Ok((dir, host))
+}
+
+#[test]
+fn a_redis_that_is_not_allowed_is_refused_and_logged() -> anyhow::Result<()> {
+    let redis = Redis::start_with_password(Some("s3cret-Pa55"))?;
+    // Same host, other port: not the Redis the component is configured for.
+    let (_dir, host) = host_allowing(&redis, "redis://127.0.0.1:1", &[])?;
+    let ping = get(&host.url("/ping"))?;
+    assert_eq!(ping.status, 503, "{}", ping.body);
+    assert!(
+        ping.body.contains("allowed_outbound_hosts"),
+        "{}",
+        ping.body
+    );
+    assert_eq!(redis.counter("ping")?, 0, "nothing reached Redis");
+    let logs = host.logs();
+    assert!(logs.contains("not in allowed_outbound_hosts"), "{logs}");
+    assert!(
+        logs.contains(&format!("redis://127.0.0.1:{}", redis.port)),
+        "the log names the refused destination: {logs}"
+    );
+    assert!(
+        !logs.contains("s3cret-Pa55"),
+        "the password must never be logged: {logs}"
+    );
+    assert!(!ping.body.contains("s3cret-Pa55"));
+    Ok(())
+}
+
+#[test]
+fn the_allowed_redis_works_with_a_password_that_needs_escaping() -> anyhow::Result<()> {
+    let password = "p@ss:w/rd%#?";
+    let redis = Redis::start_with_password(Some(password))?;
+    let allowed = format!("redis://127.0.0.1:{}", redis.port);
+    let (_dir, host) = host_allowing(&redis, &allowed, &[])?;
+    assert_eq!(get(&host.url("/ping"))?.body, "1\n");
+    assert_eq!(redis.counter("ping")?, 1);
+    Ok(())
+}
+
+#[test]
+fn a_wrong_password_is_503_and_never_echoed() -> anyhow::Result<()> {
+    let redis = Redis::start_with_password(Some("right-one"))?;
+    let allowed = format!("redis://127.0.0.1:{}", redis.port);
+    let (_dir, host) = host_allowing(
+        &redis,
+        &allowed,
+        &["--variable", "redis_password=wrong-guess-123"],
+    )?;
+    let ping = get(&host.url("/ping"))?;
+    assert_eq!(ping.status, 503, "{}", ping.body);
+    let logs = host.logs();
+    for secret in ["wrong-guess-123", "right-one"] {
+        assert!(
+            !ping.body.contains(secret) && !logs.contains(secret),
+            "secret leaked: {} / {logs}",
+            ping.body
+        );
+    }
+    Ok(())
+}
