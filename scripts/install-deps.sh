@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what building and testing ping needs, and nothing that is already there.
+# Safe to run any number of times.
+set -euo pipefail
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" -eq 0 ]; then
+    log "apt-get update"
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  log "apt-get install $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# The component's compilation target.
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  log "rustup target add wasm32-wasip2"
+  rustup target add wasm32-wasip2
+fi
+
+# Redis: `make up` runs it, the tests start their own instances.
+if ! command -v redis-server >/dev/null 2>&1; then
+  command -v apt-get >/dev/null 2>&1 || { echo "redis-server is missing: install Redis 7 and retry" >&2; exit 1; }
+  apt_install redis-server
+fi
