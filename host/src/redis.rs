@@ -229,7 +229,7 @@ impl RedisView<'_> {
     async fn run<T: redis::FromRedisValue>(
         &mut self,
         conn: &Resource<RedisConnection>,
-        cmd: redis::Cmd,
+        cmd: &redis::Cmd,
     ) -> Outcome<T> {
         let entry = self.table.get(conn)?;
         let mut manager = entry.conn.clone();
@@ -299,9 +299,9 @@ impl HostConnection for RedisView<'_> {
         channel: String,
         payload: Vec<u8>,
     ) -> Outcome<()> {
-        let mut cmd = redis::cmd("PUBLISH");
-        cmd.arg(channel).arg(payload);
-        self.run::<i64>(&conn, cmd).await.map(|r| r.map(drop))
+        self.run::<i64>(&conn, redis::cmd("PUBLISH").arg(channel).arg(payload))
+            .await
+            .map(|r| r.map(drop))
     }
 
     async fn get(
@@ -309,9 +309,7 @@ impl HostConnection for RedisView<'_> {
         conn: Resource<RedisConnection>,
         key: String,
     ) -> Outcome<Option<Vec<u8>>> {
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(key);
-        self.run(&conn, cmd).await
+        self.run(&conn, redis::cmd("GET").arg(key)).await
     }
 
     async fn set(
@@ -320,21 +318,17 @@ impl HostConnection for RedisView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> Outcome<()> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(value);
-        self.run::<Value>(&conn, cmd).await.map(|r| r.map(drop))
+        self.run::<Value>(&conn, redis::cmd("SET").arg(key).arg(value))
+            .await
+            .map(|r| r.map(drop))
     }
 
     async fn incr(&mut self, conn: Resource<RedisConnection>, key: String) -> Outcome<i64> {
-        let mut cmd = redis::cmd("INCR");
-        cmd.arg(key);
-        self.run(&conn, cmd).await
+        self.run(&conn, redis::cmd("INCR").arg(key)).await
     }
 
     async fn del(&mut self, conn: Resource<RedisConnection>, keys: Vec<String>) -> Outcome<u32> {
-        let mut cmd = redis::cmd("DEL");
-        cmd.arg(keys);
-        self.run(&conn, cmd).await
+        self.run(&conn, redis::cmd("DEL").arg(keys)).await
     }
 
     async fn sadd(
@@ -343,9 +337,8 @@ impl HostConnection for RedisView<'_> {
         key: String,
         values: Vec<String>,
     ) -> Outcome<u32> {
-        let mut cmd = redis::cmd("SADD");
-        cmd.arg(key).arg(values);
-        self.run(&conn, cmd).await
+        self.run(&conn, redis::cmd("SADD").arg(key).arg(values))
+            .await
     }
 
     async fn smembers(
@@ -353,9 +346,7 @@ impl HostConnection for RedisView<'_> {
         conn: Resource<RedisConnection>,
         key: String,
     ) -> Outcome<Vec<String>> {
-        let mut cmd = redis::cmd("SMEMBERS");
-        cmd.arg(key);
-        self.run(&conn, cmd).await
+        self.run(&conn, redis::cmd("SMEMBERS").arg(key)).await
     }
 
     async fn srem(
@@ -364,9 +355,8 @@ impl HostConnection for RedisView<'_> {
         key: String,
         values: Vec<String>,
     ) -> Outcome<u32> {
-        let mut cmd = redis::cmd("SREM");
-        cmd.arg(key).arg(values);
-        self.run(&conn, cmd).await
+        self.run(&conn, redis::cmd("SREM").arg(key).arg(values))
+            .await
     }
 
     async fn execute(
@@ -382,7 +372,7 @@ impl HostConnection for RedisView<'_> {
                 RedisParameter::Binary(b) => cmd.arg(b),
             };
         }
-        Ok(self.run::<Value>(&conn, cmd).await?.map(|v| {
+        Ok(self.run::<Value>(&conn, &cmd).await?.map(|v| {
             let mut out = Vec::new();
             flatten(v, &mut out);
             out
