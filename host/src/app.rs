@@ -25,6 +25,7 @@ pub struct App {
 /// One `[variables]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VariableDecl {
+    pub description: Option<String>,
     /// `Some(default)`, or `None` for `required = true`.
     pub default: Option<String>,
     /// A secret's value never appears in logs or errors.
@@ -35,11 +36,14 @@ pub struct VariableDecl {
 #[derive(Debug, Clone)]
 pub struct Component {
     pub id: String,
+    pub description: Option<String>,
     pub source: Source,
     /// `allowed_outbound_hosts`, still holding `{{ variable }}` templates.
     pub allowed_outbound_hosts: Vec<String>,
     /// `[component.<id>.variables]`: what the guest sees, as templates.
     pub variables: BTreeMap<String, String>,
+    /// `[component.<id>.build]`, kept so a pushed app records how it was built.
+    pub build: Option<serde_json::Value>,
 }
 
 /// Where a component's Wasm comes from.
@@ -54,6 +58,8 @@ pub enum Source {
 /// One `[[trigger.http]]`.
 #[derive(Debug, Clone)]
 pub struct HttpTrigger {
+    /// The trigger id, as written or generated the way Spin does.
+    pub id: String,
     pub route: String,
     pub component: String,
 }

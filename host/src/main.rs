@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ping_host::engine::{EngineOptions, default_cache_dir};
+use ping_host::oci::{self, Access};
 use ping_host::redis::Timeouts;
 use ping_host::server::{Runtime, Settings};
 use ping_host::{manifest, variables};
@@ -25,15 +26,85 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the app described by a Spin manifest.
+    /// Serve the app described by a Spin manifest, or pulled from a registry.
     Up(UpArgs),
+    /// Push the app as a Spin OCI artifact, as `spin registry push` does.
+    Push(PushArgs),
+}
+
+#[derive(Args)]
+struct RegistryArgs {
+    /// Allow plain HTTP to the registry (implied for localhost and 127.0.0.1).
+    #[arg(long)]
+    insecure: bool,
+    /// Registry user name; the password is read from standard input (--password-stdin).
+    #[arg(long, requires = "password_stdin")]
+    username: Option<String>,
+    /// Read the registry password from standard input.
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+}
+
+impl RegistryArgs {
+    /// Credentials from the flags; `None` falls back to the Docker config file.
+    fn access(&self) -> Result<Access> {
+        let credentials = match &self.username {
+            Some(user) => {
+                let mut password = String::new();
+                std::io::stdin()
+                    .read_line(&mut password)
+                    .context("cannot read the password from standard input")?;
+                let password = password.trim_end_matches(['\n', '\r']).to_owned();
+                anyhow::ensure!(
+                    !password.is_empty(),
+                    "--password-stdin: standard input held no password"
+                );
+                Some(oci_client::secrets::RegistryAuth::Basic(
+                    user.clone(),
+                    password,
+                ))
+            }
+            None => None,
+        };
+        Ok(Access {
+            insecure: self.insecure,
+            credentials,
+        })
+    }
+}
+
+#[derive(Args)]
+struct PushArgs {
+    /// Where to push: REGISTRY/REPOSITORY:TAG, e.g. ghcr.io/you/ping:0.1.0.
+    reference: String,
+    /// The Spin manifest of the app to push.
+    #[arg(short = 'f', long = "manifest", default_value = "spin.toml")]
+    manifest: PathBuf,
+    /// Run each component's [component.*.build] command before pushing.
+    #[arg(long)]
+    build: bool,
+    /// Add or override a manifest annotation: KEY=VALUE.
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    annotations: Vec<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 #[derive(Args)]
 struct UpArgs {
     /// The Spin manifest (spin.toml) to run.
-    #[arg(short = 'f', long = "manifest", default_value = "spin.toml")]
+    #[arg(
+        short = 'f',
+        long = "manifest",
+        default_value = "spin.toml",
+        conflicts_with = "from_registry"
+    )]
     manifest: PathBuf,
+    /// Pull the app from a registry instead: REGISTRY/REPOSITORY:TAG or ...@sha256:DIGEST.
+    #[arg(long, value_name = "REFERENCE")]
+    from_registry: Option<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// Address to serve HTTP on.
     #[arg(long, default_value = "127.0.0.1:3000", env = "SPIN_HTTP_LISTEN_ADDR")]
     listen: SocketAddr,
@@ -75,11 +146,33 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Up(args) => up(args),
+        Command::Push(args) => push(args),
     }
 }
 
 fn up(args: UpArgs) -> Result<()> {
-    let app = manifest::load(&args.manifest)?;
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        args.cache_dir.clone().or_else(default_cache_dir)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (app, image_digest) = match &args.from_registry {
+        Some(reference) => {
+            let access = args.registry.access()?;
+            let blobs = args
+                .cache_dir
+                .clone()
+                .or_else(default_cache_dir)
+                .context("no cache directory for pulled blobs: pass --cache-dir")?;
+            let pulled = runtime.block_on(oci::pull(reference, &access, &blobs))?;
+            tracing::info!(reference, digest = %pulled.digest, "pulled");
+            (pulled.app, Some(pulled.digest))
+        }
+        None => (manifest::load(&args.manifest)?, None),
+    };
     let vars =
         variables::Resolved::resolve(&app.variables, &args.variables, |k| std::env::var(k).ok())?;
     let settings = Settings {
@@ -87,20 +180,14 @@ fn up(args: UpArgs) -> Result<()> {
             max_instances: args.max_instances,
             max_memory: args.max_instance_memory_mib.saturating_mul(1024 * 1024),
         },
-        cache_dir: if args.no_cache {
-            None
-        } else {
-            args.cache_dir.or_else(default_cache_dir)
-        },
+        cache_dir,
+        image_digest,
         redis: Timeouts {
             connect: Duration::from_millis(args.redis_connect_timeout_ms),
             response: Duration::from_millis(args.redis_response_timeout_ms),
         },
         drain: Duration::from_secs(args.drain_secs),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     runtime.block_on(async move {
         let started = std::time::Instant::now();
         let app_runtime = Arc::new(Runtime::new(&app, &vars, &settings)?);
@@ -116,6 +203,73 @@ fn up(args: UpArgs) -> Result<()> {
             .serve(listener, shutdown_signal(), settings.drain)
             .await
     })
+}
+
+fn push(args: PushArgs) -> Result<()> {
+    if args.build {
+        build(&args.manifest)?;
+    }
+    let app = manifest::load(&args.manifest)?;
+    let annotations = args
+        .annotations
+        .iter()
+        .map(|a| {
+            a.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("--annotation `{a}`: expected KEY=VALUE"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let access = args.registry.access()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let pushed = runtime.block_on(oci::push(
+        &app,
+        &args.reference,
+        &access,
+        &annotations,
+        |line| eprintln!("{line}"),
+    ))?;
+    println!("{}", pushed.pinned);
+    Ok(())
+}
+
+/// Runs each component's `[component.*.build] command`, as `spin build` would.
+fn build(manifest_path: &std::path::Path) -> Result<()> {
+    let app = manifest::load_unchecked_sources(manifest_path)?;
+    let base = manifest_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    for component in app.components.values() {
+        let Some(command) = component
+            .build
+            .as_ref()
+            .and_then(|b| b.get("command"))
+            .and_then(|c| c.as_str())
+        else {
+            continue;
+        };
+        let workdir = component
+            .build
+            .as_ref()
+            .and_then(|b| b.get("workdir"))
+            .and_then(|w| w.as_str())
+            .map_or(base.to_owned(), |w| base.join(w));
+        eprintln!("building component `{}`: {command}", component.id);
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .current_dir(&workdir)
+            .status()
+            .with_context(|| format!("cannot run the build command of `{}`", component.id))?;
+        anyhow::ensure!(
+            status.success(),
+            "the build command of `{}` failed ({status})",
+            component.id
+        );
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -74,6 +74,7 @@ struct RawAppTrigger {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawVariable {
+    description: Option<String>,
     default: Option<String>,
     #[serde(default)]
     required: bool,
@@ -84,7 +85,6 @@ struct RawVariable {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHttpTrigger {
-    #[allow(dead_code)] // accepted for compatibility; ping-host names triggers itself
     id: Option<String>,
     route: toml::Value,
     component: toml::Value,
@@ -95,14 +95,12 @@ struct RawHttpTrigger {
 #[serde(deny_unknown_fields)]
 struct RawComponent {
     source: toml::Value,
-    #[allow(dead_code)]
     description: Option<String>,
     #[serde(default)]
     allowed_outbound_hosts: Vec<String>,
     #[serde(default)]
     variables: BTreeMap<String, String>,
-    /// Used by `spin build` only; accepted and ignored at run time.
-    #[allow(dead_code)]
+    /// Used by `spin build`; ignored at run time, recorded when pushing.
     build: Option<toml::Value>,
 }
 
@@ -116,8 +114,28 @@ pub fn load(path: &Path) -> Result<App, ManifestError> {
     parse(&text, path, base)
 }
 
+/// Like [`load`], but component source files need not exist yet: what
+/// `push --build` needs to find the build commands that will create them.
+pub fn load_unchecked_sources(path: &Path) -> Result<App, ManifestError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse_with(&text, path, base, false)
+}
+
 /// Parses manifest `text`; `path` is only used in messages.
 pub fn parse(text: &str, path: &Path, base: &Path) -> Result<App, ManifestError> {
+    parse_with(text, path, base, true)
+}
+
+fn parse_with(
+    text: &str,
+    path: &Path,
+    base: &Path,
+    check_sources: bool,
+) -> Result<App, ManifestError> {
     let syntax = |e: toml::de::Error| ManifestError::Syntax {
         path: path.to_owned(),
         message: e.to_string().trim_end().to_owned(),
@@ -175,6 +193,7 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<App, ManifestError>
         app_variables.insert(
             name,
             VariableDecl {
+                description: var.description,
                 default,
                 secret: var.secret,
             },
@@ -188,7 +207,7 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<App, ManifestError>
         let source = match raw.source.as_str() {
             Some(file) => {
                 let full = base.join(file);
-                if !full.is_file() {
+                if check_sources && !full.is_file() {
                     return Err(invalid(
                         format!("{key}.source"),
                         format!(
@@ -219,9 +238,13 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<App, ManifestError>
             id.clone(),
             Component {
                 id,
+                description: raw.description,
                 source,
                 allowed_outbound_hosts: raw.allowed_outbound_hosts,
                 variables: raw.variables,
+                build: raw
+                    .build
+                    .map(|b| serde_json::to_value(b).unwrap_or_default()),
             },
         );
     }
@@ -275,9 +298,14 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<App, ManifestError>
                     ));
                 }
             }
-            http_triggers.push(HttpTrigger { route, component });
+            http_triggers.push(HttpTrigger {
+                id: t.id.unwrap_or_default(),
+                route,
+                component,
+            });
         }
     }
+    assign_trigger_ids(&mut http_triggers);
     if http_triggers.is_empty() {
         return Err(invalid(
             "trigger.http".into(),
@@ -294,6 +322,33 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<App, ManifestError>
         components,
         http_triggers,
     })
+}
+
+/// Gives every trigger without an `id` the one Spin would: `<component>-http-trigger`
+/// for the first such trigger of a component, `http-trigger<N>` after that.
+/// The ids end up in pushed artifacts, so they must match what `spin registry push` writes.
+fn assign_trigger_ids(triggers: &mut [HttpTrigger]) {
+    let mut taken: std::collections::HashSet<String> = triggers
+        .iter()
+        .map(|t| t.id.clone())
+        .filter(|id| !id.is_empty())
+        .collect();
+    let mut counter = 1;
+    for trigger in triggers.iter_mut().filter(|t| t.id.is_empty()) {
+        let natural = format!("{}-http-trigger", trigger.component);
+        trigger.id = if taken.contains(&natural) {
+            loop {
+                let id = format!("http-trigger{counter}");
+                if !taken.contains(&id) {
+                    break id;
+                }
+                counter += 1;
+            }
+        } else {
+            natural
+        };
+        taken.insert(trigger.id.clone());
+    }
 }
 
 /// Component ids follow Spin's rule: lower-case words of letters and digits joined by `-`.
@@ -367,6 +422,17 @@ command = "cargo build"
 
     fn error_of(text: &str) -> String {
         parse_str(text).expect_err("must be refused").to_string()
+    }
+
+    #[test]
+    fn trigger_ids_are_generated_like_spin() {
+        let three = GOOD.replace(
+            "[component.ping]",
+            "[[trigger.http]]\nroute = \"/a\"\ncomponent = \"ping\"\n[[trigger.http]]\nid = \"mine\"\nroute = \"/b\"\ncomponent = \"ping\"\n[component.ping]",
+        );
+        let app = parse_str(&three).expect("valid manifest");
+        let ids: Vec<_> = app.http_triggers.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["ping-http-trigger", "http-trigger1", "mine"]);
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct Settings {
     pub redis: Timeouts,
     /// How long shutdown waits for in-flight requests.
     pub drain: Duration,
+    /// The OCI manifest digest the app was pulled as, shown by `/.well-known/spin/info`.
+    pub image_digest: Option<String>,
 }
 
 /// One component, ready to instantiate per request.
@@ -58,6 +60,7 @@ struct Prepared {
 pub struct Runtime {
     name: String,
     version: Option<String>,
+    image_digest: Option<String>,
     router: Router<usize>,
     components: Vec<Prepared>,
     redis: Arc<RedisPool>,
@@ -88,6 +91,7 @@ impl Runtime {
         Ok(Runtime {
             name: app.name.clone(),
             version: app.version.clone(),
+            image_digest: settings.image_digest.clone(),
             router: Router::new(routes)?,
             components,
             redis: Arc::new(RedisPool::new(settings.redis)),
@@ -271,6 +275,9 @@ impl Runtime {
                 info.insert("name".into(), self.name.clone().into());
                 if let Some(v) = &self.version {
                     info.insert("version".into(), v.clone().into());
+                }
+                if let Some(d) = &self.image_digest {
+                    info.insert("oci_image_digest".into(), d.clone().into());
                 }
                 let body = serde_json::to_string_pretty(&info).unwrap_or_default();
                 let mut response = plain(StatusCode::OK, body);

@@ -226,6 +226,7 @@ mod tests {
         d.insert(
             "port".into(),
             VariableDecl {
+                description: None,
                 default: Some("6379".into()),
                 secret: false,
             },
@@ -233,6 +234,7 @@ mod tests {
         d.insert(
             "token".into(),
             VariableDecl {
+                description: None,
                 default: None,
                 secret: true,
             },
