@@ -26,8 +26,12 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
-# Redis: `make up` runs it, the tests start their own instances.
-if ! command -v redis-server >/dev/null 2>&1; then
-  command -v apt-get >/dev/null 2>&1 || { echo "redis-server is missing: install Redis 7 and retry" >&2; exit 1; }
-  apt_install redis-server
+# Debian packages: Redis (`make up` runs it, the tests start their own) and an
+# OCI registry (the OCI tests push to and pull from a real one).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+if [ "${#missing[@]}" -gt 0 ]; then
+  command -v apt-get >/dev/null 2>&1 || { echo "missing: ${missing[*]}; install them and retry" >&2; exit 1; }
+  apt_install "${missing[@]}"
 fi

@@ -179,6 +179,10 @@ impl Drop for Redis {
 #[derive(Clone, Default)]
 pub struct HostConfig {
     pub manifest: Option<PathBuf>,
+    /// Serve `up --from-registry <reference>` instead of a manifest.
+    pub from_registry: Option<String>,
+    /// The compilation and blob cache (default: a shared one under target/).
+    pub cache_dir: Option<PathBuf>,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
 }
@@ -211,18 +215,39 @@ impl HostConfig {
         self
     }
 
+    pub fn from_registry(mut self, reference: impl Into<String>) -> Self {
+        self.from_registry = Some(reference.into());
+        self
+    }
+
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    pub fn envs(mut self, vars: &[(String, String)]) -> Self {
+        self.env.extend(vars.iter().cloned());
+        self
+    }
+
     fn command(&self, port: u16, log: &Path) -> Result<Command> {
         let mut cmd = Command::new(host_bin());
-        let manifest = self
-            .manifest
-            .clone()
-            .unwrap_or_else(|| root().join("spin.toml"));
-        cmd.arg("up")
-            .arg("--manifest")
-            .arg(manifest)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+        cmd.arg("up");
+        match &self.from_registry {
+            Some(reference) => cmd.args(["--from-registry", reference]),
+            None => cmd.arg("--manifest").arg(
+                self.manifest
+                    .clone()
+                    .unwrap_or_else(|| root().join("spin.toml")),
+            ),
+        };
+        cmd.args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--cache-dir")
-            .arg(root().join("target/e2e-cache"))
+            .arg(
+                self.cache_dir
+                    .clone()
+                    .unwrap_or_else(|| root().join("target/e2e-cache")),
+            )
             .args(["--max-instances", "128"])
             .args(&self.args)
             .env("RUST_LOG", "info")
@@ -382,4 +407,108 @@ pub fn write_manifest(dir: &Path, text: &str) -> Result<PathBuf> {
     let path = dir.join("spin.toml");
     std::fs::write(&path, text)?;
     Ok(path)
+}
+
+/// Runs `ping-host` with `args` to completion, feeding `stdin`.
+pub fn ping_host(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> Result<std::process::Output> {
+    use std::io::Write;
+    let mut child = Command::new(host_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut input = child.stdin.take().context("stdin")?;
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes())?;
+    }
+    drop(input);
+    Ok(child.wait_with_output()?)
+}
+
+/// A real OCI registry (Debian's `docker-registry`), optionally behind htpasswd.
+pub struct Registry {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Registry {
+    pub fn start(user: Option<(&str, &str)>) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((name, password)) = user {
+            let hash = bcrypt::hash(password, 5)?;
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{name}:{hash}\n"))?;
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: ping-tests\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config)?;
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start docker-registry: is it installed? (`make deps`)")?;
+        let registry = Registry { port, dir, child };
+        wait_until(Duration::from_secs(20), "docker-registry to listen", || {
+            reqwest::blocking::get(format!("http://127.0.0.1:{port}/v2/")).ok()
+        })?;
+        Ok(registry)
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Fetches `/v2/<path>` with an optional Accept header and basic auth.
+    pub fn get(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+        user: Option<(&str, &str)>,
+    ) -> Result<reqwest::blocking::Response> {
+        let mut req = client().get(format!("http://{}/v2/{path}", self.host()));
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        if let Some((u, p)) = user {
+            req = req.basic_auth(u, Some(p));
+        }
+        Ok(req.send()?)
+    }
+
+    /// Where the registry stores blob `digest` on disk.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

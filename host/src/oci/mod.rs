@@ -176,6 +176,23 @@ fn is_loopback(registry: &str) -> bool {
 fn classify(e: OciDistributionError, registry: &str, reference: &str) -> OciError {
     let registry = registry.to_owned();
     let text = e.to_string();
+    use oci_client::errors::OciErrorCode as Code;
+    if let OciDistributionError::RegistryError { envelope, .. } = &e {
+        let codes = || envelope.errors.iter().map(|e| &e.code);
+        if codes().any(|c| matches!(c, Code::Unauthorized | Code::Denied)) {
+            return OciError::Unauthorized { registry };
+        }
+        if codes().any(|c| {
+            matches!(
+                c,
+                Code::ManifestUnknown | Code::NameUnknown | Code::NotFound
+            )
+        }) {
+            return OciError::NotFound {
+                reference: reference.to_owned(),
+            };
+        }
+    }
     match e {
         OciDistributionError::UnauthorizedError { .. }
         | OciDistributionError::AuthenticationFailure(_) => OciError::Unauthorized { registry },
