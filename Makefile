@@ -6,13 +6,16 @@ CARGO ?= cargo
 WASM := target/wasm32-wasip2/wasm/ping_component.wasm
 HOST := target/release/ping-host
 
-.PHONY: help deps component build up test lint clean
+.PHONY: help deps chart-tools component build up test chart-test cluster-test lint clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-deps: ## Install what is missing (wasm32-wasip2 target, redis-server)
+deps: ## Install what is missing (wasm32-wasip2 target, redis-server, docker-registry)
 	@scripts/install-deps.sh
+
+chart-tools: ## Install pinned helm, kubectl and kubernetes-validate into .tools/
+	@scripts/install-k8s-tools.sh
 
 component: deps ## Build the Wasm component (size profile)
 	$(CARGO) build -p ping-component --target wasm32-wasip2 --profile wasm
@@ -24,8 +27,15 @@ build: component ## Build the component and ping-host (release)
 up: build ## Start Redis (AOF under .data/) and serve on 127.0.0.1:3000
 	@scripts/up.sh
 
-test: build ## Run every test (unit and end-to-end, real Redis)
+test: build chart-tools ## Run every test: Rust unit and end-to-end (real Redis, registry), chart validation
 	$(CARGO) test --release --workspace --exclude ping-component
+	.tools/venv/bin/python -m pytest -q helm/tests
+
+chart-test: chart-tools ## Only the chart: helm lint/template, Kubernetes schemas, policies
+	.tools/venv/bin/python -m pytest -q helm/tests
+
+cluster-test: build chart-tools ## Cluster journeys (needs a cluster with Spin nodes; see tests/cluster/run.sh)
+	tests/cluster/run.sh
 
 lint: deps ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
