@@ -6,7 +6,7 @@ CARGO ?= cargo
 WASM := target/wasm32-wasip2/wasm/ping_component.wasm
 HOST := target/release/ping-host
 
-.PHONY: help deps chart-tools component build up test chart-test cluster-test lint clean
+.PHONY: help deps chart-tools bench-tools component build up test chart-test cluster-test bench lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ deps: ## Install what is missing (wasm32-wasip2 target, redis-server, docker-reg
 
 chart-tools: ## Install pinned helm, kubectl and kubernetes-validate into .tools/
 	@scripts/install-k8s-tools.sh
+
+bench-tools: deps ## Install pinned oha and the Flask/matplotlib venv into .tools/
+	@scripts/install-bench-tools.sh
 
 component: deps ## Build the Wasm component (size profile)
 	$(CARGO) build -p ping-component --target wasm32-wasip2 --profile wasm
@@ -36,6 +39,10 @@ chart-test: chart-tools ## Only the chart: helm lint/template, Kubernetes schema
 
 cluster-test: build chart-tools ## Cluster journeys (needs a cluster with Spin nodes; see tests/cluster/run.sh)
 	tests/cluster/run.sh
+
+bench: build bench-tools ## Benchmarks: ping-host vs Redis, hyper and Flask; writes bench/results/ and BENCHMARKS.md
+	$(CARGO) build --release -p ping-baseline -p ping-host --examples
+	.tools/bench-venv/bin/python bench/run.py
 
 lint: deps ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check

@@ -124,6 +124,9 @@ struct UpArgs {
     /// Linear-memory limit of one instance, in MiB.
     #[arg(long, default_value_t = 128)]
     max_instance_memory_mib: usize,
+    /// KiB of each pooled instance's memory and tables kept mapped between requests.
+    #[arg(long, default_value_t = 128)]
+    instance_keep_resident_kib: usize,
     /// Redis connect timeout, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     redis_connect_timeout_ms: u64,
@@ -179,6 +182,7 @@ fn up(args: UpArgs) -> Result<()> {
         engine: EngineOptions {
             max_instances: args.max_instances,
             max_memory: args.max_instance_memory_mib.saturating_mul(1024 * 1024),
+            keep_resident: args.instance_keep_resident_kib.saturating_mul(1024),
         },
         cache_dir,
         image_digest,

@@ -15,19 +15,16 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, StoreLimitsBuilder};
-use wasmtime_wasi::WasiCtx;
+use wasmtime::{Engine, Store};
+use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::app::{App, Source};
 use crate::engine;
 use crate::outbound::AllowedHosts;
-use crate::outbound_http::OutboundHttp;
-use crate::redis::{RedisCtx, RedisPool, Timeouts};
+use crate::redis::{RedisPool, Timeouts};
 use crate::routing::{Router, WELL_KNOWN_PREFIX};
 use crate::state::HostState;
 use crate::variables::{ComponentVariables, Resolved};
@@ -211,24 +208,13 @@ impl Runtime {
 
     /// Instantiates `component` and lets it answer `req`.
     async fn run(&self, component: &Prepared, req: Request<Incoming>) -> Result<Response<Body>> {
-        let state = HostState {
-            wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            redis: RedisCtx::new(
-                self.redis.clone(),
-                component.allowed.clone(),
-                component.id.clone(),
-            ),
-            variables: component.variables.clone(),
-            outbound_http: OutboundHttp {
-                allowed: component.allowed.clone(),
-                component: component.id.clone(),
-            },
-            limits: StoreLimitsBuilder::new()
-                .memory_size(component.max_memory)
-                .build(),
-        };
+        let state = HostState::new(
+            component.id.clone(),
+            self.redis.clone(),
+            component.allowed.clone(),
+            component.variables.clone(),
+            component.max_memory,
+        );
         let mut store = Store::new(component.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         let (sender, receiver) = tokio::sync::oneshot::channel();

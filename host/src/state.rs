@@ -24,6 +24,33 @@ pub struct HostState {
     pub limits: wasmtime::StoreLimits,
 }
 
+impl HostState {
+    /// Fresh per-request state for component `id`: stdout/stderr inherited (as
+    /// Spin logs them), no files, no sockets, and a linear-memory cap.
+    pub fn new(
+        id: Arc<str>,
+        pool: Arc<crate::redis::RedisPool>,
+        allowed: Arc<crate::outbound::AllowedHosts>,
+        variables: Arc<ComponentVariables>,
+        max_memory: usize,
+    ) -> Self {
+        HostState {
+            wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            redis: RedisCtx::new(pool, allowed.clone(), id.clone()),
+            variables,
+            outbound_http: OutboundHttp {
+                allowed,
+                component: id,
+            },
+            limits: wasmtime::StoreLimitsBuilder::new()
+                .memory_size(max_memory)
+                .build(),
+        }
+    }
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
