@@ -42,9 +42,8 @@ async fn main() -> Result<()> {
         );
         let mut store = Store::new(&engine, state);
         store.limiter(|s| &mut s.limits);
-        let proxy = pre.instantiate_async(&mut store).await?;
+        let _proxy = pre.instantiate_async(&mut store).await?;
         samples.push(started.elapsed().as_nanos() as f64 / 1000.0);
-        drop(proxy);
         drop(store);
     }
     samples.sort_by(f64::total_cmp);
