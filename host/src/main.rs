@@ -122,10 +122,10 @@ struct UpArgs {
     #[arg(long, default_value_t = 1000)]
     max_instances: u32,
     /// Linear-memory limit of one instance, in MiB.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 256)]
     max_instance_memory_mib: usize,
     /// KiB of each pooled instance's memory and tables kept mapped between requests.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 256)]
     instance_keep_resident_kib: usize,
     /// Redis connect timeout, in milliseconds.
     #[arg(long, default_value_t = 2000)]
