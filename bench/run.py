@@ -249,7 +249,7 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
 
 
 def write(results: dict) -> None:
-    stem = datetime.date.today().isoformat()
+    stem = results["date"][:10]
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     chart(results, RESULTS / f"{stem}.png")
     (RESULTS / f"{stem}.md").write_text(report(results, stem))
@@ -343,4 +343,10 @@ def summary(results: dict, stem: str) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if sys.argv[1:2] == ["--report"]:
+        # Re-render the report of a saved run (e.g. after editing BENCHMARKS.head.md).
+        write(json.loads(pathlib.Path(sys.argv[2]).read_text()))
+    else:
+        main()
