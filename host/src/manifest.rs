@@ -106,23 +106,22 @@ struct RawComponent {
 
 /// Loads and validates `path`; component sources resolve against its directory.
 pub fn load(path: &Path) -> Result<App, ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    parse(&text, path, base)
+    load_with(path, true)
 }
 
 /// Like [`load`], but component source files need not exist yet: what
 /// `push --build` needs to find the build commands that will create them.
 pub fn load_unchecked_sources(path: &Path) -> Result<App, ManifestError> {
+    load_with(path, false)
+}
+
+fn load_with(path: &Path, check_sources: bool) -> Result<App, ManifestError> {
     let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
         path: path.to_owned(),
         source,
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    parse_with(&text, path, base, false)
+    parse_with(&text, path, base, check_sources)
 }
 
 /// Parses manifest `text`; `path` is only used in messages.

@@ -222,6 +222,19 @@ fn sorted(value: &Value) -> Value {
     }
 }
 
+/// The strings of a JSON array (anything else reads as empty).
+fn strings(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Turns a locked app back into an [`App`]. `blob` fetches a component's
 /// content by digest (already verified against it).
 pub fn unlock(
@@ -240,17 +253,7 @@ pub fn unlock(
             .and_then(Value::as_str)
             .map(str::to_owned)
     };
-    let authors = locked
-        .metadata
-        .get("authors")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let authors = strings(locked.metadata.get("authors"));
 
     let variables = locked
         .variables
@@ -294,17 +297,7 @@ pub fn unlock(
             })?,
             (None, None) => return Err(LockedError::NoContent(c.id)),
         };
-        let allowed_outbound_hosts = c
-            .metadata
-            .get("allowed_outbound_hosts")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let allowed_outbound_hosts = strings(c.metadata.get("allowed_outbound_hosts"));
         let component = Component {
             id: c.id.clone(),
             description: c

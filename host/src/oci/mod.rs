@@ -93,6 +93,26 @@ struct ImageConfig {
     rootfs: RootFs,
 }
 
+impl ImageConfig {
+    /// Spin's config for an app whose locked-app layer has digest `locked_app`.
+    fn for_locked_app(locked_app: &str) -> Self {
+        ImageConfig {
+            architecture: "wasm",
+            os: "wasip1",
+            config: ConfigLabels {
+                labels: BTreeMap::from([(
+                    LOCKED_APP_DIGEST_LABEL.to_owned(),
+                    locked_app.to_owned(),
+                )]),
+            },
+            rootfs: RootFs {
+                kind: "layers",
+                diff_ids: Vec::new(),
+            },
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct ConfigLabels {
     #[serde(rename = "Labels")]
@@ -276,20 +296,7 @@ pub async fn push(
     let locked_desc = descriptor(LOCKED_APP, &locked_json);
     blobs.push((locked_desc.clone(), locked_json.into()));
 
-    let config = ImageConfig {
-        architecture: "wasm",
-        os: "wasip1",
-        config: ConfigLabels {
-            labels: BTreeMap::from([(
-                LOCKED_APP_DIGEST_LABEL.to_owned(),
-                locked_desc.digest.clone(),
-            )]),
-        },
-        rootfs: RootFs {
-            kind: "layers",
-            diff_ids: Vec::new(),
-        },
-    };
+    let config = ImageConfig::for_locked_app(&locked_desc.digest);
     let config_json = serde_json::to_vec(&config).map_err(locked::LockedError::from)?;
     let config_desc = descriptor(IMAGE_CONFIG, &config_json);
 
@@ -531,21 +538,9 @@ mod tests {
 
     #[test]
     fn the_config_blob_matches_spins() {
-        let config = ImageConfig {
-            architecture: "wasm",
-            os: "wasip1",
-            config: ConfigLabels {
-                labels: BTreeMap::from([(
-                    LOCKED_APP_DIGEST_LABEL.to_owned(),
-                    "sha256:c1df5fbc96c8635d4ae850ccd936bcb2a21e64283d1bf442a9d3d19e25e2b204"
-                        .to_owned(),
-                )]),
-            },
-            rootfs: RootFs {
-                kind: "layers",
-                diff_ids: Vec::new(),
-            },
-        };
+        let config = ImageConfig::for_locked_app(
+            "sha256:c1df5fbc96c8635d4ae850ccd936bcb2a21e64283d1bf442a9d3d19e25e2b204",
+        );
         // Byte-for-byte the config.json captured from `spin registry push`.
         let spin = r#"{"architecture":"wasm","os":"wasip1","config":{"Labels":{"com.fermyon.spin.lockedAppDigest":"sha256:c1df5fbc96c8635d4ae850ccd936bcb2a21e64283d1bf442a9d3d19e25e2b204"}},"rootfs":{"type":"layers","diff_ids":[]}}"#;
         assert_eq!(serde_json::to_string(&config).expect("json"), spin);
