@@ -231,12 +231,16 @@ impl RedisView<'_> {
         conn: &Resource<RedisConnection>,
         cmd: &redis::Cmd,
     ) -> Outcome<T> {
-        let entry = self.table.get(conn)?;
-        let mut manager = entry.conn.clone();
-        let address = entry.address.clone();
+        let mut manager = self.table.get(conn)?.conn.clone();
         Ok(match cmd.query_async::<T>(&mut manager).await {
             Ok(v) => Ok(v),
-            Err(e) => Err(guest_error(&address, &self.ctx.component, e)),
+            // The address is looked up again only on failure: cloning it (host,
+            // user, password) for every command would allocate per request.
+            Err(e) => Err(guest_error(
+                &self.table.get(conn)?.address,
+                &self.ctx.component,
+                e,
+            )),
         })
     }
 }
