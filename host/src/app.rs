@@ -55,6 +55,25 @@ pub enum Source {
     Bytes(std::sync::Arc<[u8]>),
 }
 
+impl Source {
+    /// The Wasm bytes: read from disk, or shared when already in memory.
+    pub fn load(&self) -> std::io::Result<std::sync::Arc<[u8]>> {
+        match self {
+            Source::File(path) => Ok(std::fs::read(path)?.into()),
+            Source::Bytes(bytes) => Ok(bytes.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(path) => write!(f, "{}", path.display()),
+            Source::Bytes(_) => f.write_str("the pulled artifact"),
+        }
+    }
+}
+
 /// One `[[trigger.http]]`.
 #[derive(Debug, Clone)]
 pub struct HttpTrigger {

@@ -48,14 +48,14 @@ struct Route<T> {
 
 /// The outcome of matching a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Match<'a, T> {
-    pub target: &'a T,
+pub struct Match<'r, 'p, T> {
+    pub target: &'r T,
     /// The route as declared (`/api/...`): Spin's `spin-matched-route`.
-    pub route: &'a str,
+    pub route: &'r str,
     /// The route without a trailing `/...`: Spin's `spin-component-route`.
-    pub component_route: &'a str,
+    pub component_route: &'r str,
     /// What the wildcard matched (`/x/y` for `/api/x/y` on `/api/...`), else empty.
-    pub path_info: &'a str,
+    pub path_info: &'p str,
 }
 
 /// Why a route table cannot be built.
@@ -90,7 +90,7 @@ impl<T> Router<T> {
     }
 
     /// The most specific route for `path` (without query).
-    pub fn find<'a>(&'a self, path: &'a str) -> Option<Match<'a, T>> {
+    pub fn find<'r, 'p>(&'r self, path: &'p str) -> Option<Match<'r, 'p, T>> {
         self.routes.iter().find_map(|r| {
             let path_info = if r.wildcard {
                 let rest = path.strip_prefix(r.prefix.as_str())?;

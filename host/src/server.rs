@@ -4,7 +4,6 @@
 //! instance of the routed component.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,7 +57,7 @@ pub struct Runtime {
     name: String,
     version: Option<String>,
     image_digest: Option<String>,
-    router: Router<usize>,
+    router: Router<Target>,
     components: Vec<Prepared>,
     redis: Arc<RedisPool>,
 }
@@ -83,7 +82,7 @@ impl Runtime {
                     components.len() - 1
                 }
             };
-            routes.push((trigger.route.clone(), slot));
+            routes.push((trigger.route.clone(), Target::new(slot, &trigger.route)?));
         }
         Ok(Runtime {
             name: app.name.clone(),
@@ -99,7 +98,7 @@ impl Runtime {
     pub fn routes(&self) -> impl Iterator<Item = (&str, &str)> {
         self.router
             .routes()
-            .map(|(r, i)| (r, &*self.components[*i].id))
+            .map(|(r, t)| (r, &*self.components[t.slot].id))
     }
 
     /// Serves on `listener` until `shutdown` resolves, then lets in-flight
@@ -163,11 +162,18 @@ impl Runtime {
         client: SocketAddr,
         local: SocketAddr,
     ) -> Response<Body> {
-        let started = Instant::now();
-        let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        // Copy what the access log needs only when it is on: this runs per request.
+        let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+            (
+                Instant::now(),
+                req.method().clone(),
+                req.uri().path().to_owned(),
+            )
+        });
         let response = self.dispatch(req, client, local).await;
-        tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
+        if let Some((started, method, path)) = logged {
+            tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
+        }
         response
     }
 
@@ -184,19 +190,14 @@ impl Runtime {
         let Some(found) = self.router.find(path) else {
             return plain(StatusCode::NOT_FOUND, "Not Found\n");
         };
-        let slot = *found.target;
-        let headers = spin_headers(
-            &req,
-            client,
-            local,
-            found.route,
-            found.component_route,
-            found.path_info,
-        );
-        let component = &self.components[slot];
-        for (name, value) in headers {
-            req.headers_mut().insert(name, value);
+        let target = found.target;
+        let dynamic = spin_headers(&req, client, local, found.path_info);
+        // `found` borrowed the path; from here on only `target` (owned by the router) is used.
+        let headers = req.headers_mut();
+        for (name, value) in dynamic.into_iter().chain(target.headers.iter().cloned()) {
+            headers.insert(name, value);
         }
+        let component = &self.components[target.slot];
         match self.run(component, req).await {
             Ok(response) => response,
             Err(e) => {
@@ -302,10 +303,7 @@ fn prepare(
         .components
         .get(id)
         .with_context(|| format!("no component `{id}`"))?;
-    let wasm: Vec<u8> = match &spec.source {
-        Source::File(path) => read_wasm(path, id)?,
-        Source::Bytes(bytes) => bytes.to_vec(),
-    };
+    let wasm = read_wasm(&spec.source, id)?;
     let compiled = engine::load_component(engine, &wasm, settings.cache_dir.as_deref())
         .with_context(|| format!("component `{id}`"))?;
     // wasmtime's link error names the first import it cannot satisfy.
@@ -337,26 +335,54 @@ fn prepare(
     })
 }
 
-fn read_wasm(path: &Path, id: &str) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("component `{id}`: cannot read {}", path.display()))?;
+fn read_wasm(source: &Source, id: &str) -> Result<std::sync::Arc<[u8]>> {
+    let bytes = source
+        .load()
+        .with_context(|| format!("component `{id}`: cannot read {source}"))?;
     if !bytes.starts_with(b"\0asm") {
-        bail!(
-            "component `{id}`: {} is not a WebAssembly file",
-            path.display()
-        );
+        bail!("component `{id}`: {source} is not a WebAssembly file");
     }
     Ok(bytes)
 }
 
-/// Spin's request headers, so components using the SDK router see what they
-/// would under Spin.
+/// What a route leads to: a component, and the Spin headers that depend only
+/// on the route, built once at start-up rather than per request.
+struct Target {
+    slot: usize,
+    headers: [(HeaderName, HeaderValue); 4],
+}
+
+impl Target {
+    fn new(slot: usize, route: &str) -> Result<Self> {
+        let component_route = route.strip_suffix("/...").unwrap_or(route);
+        let value = |v: &str| HeaderValue::from_str(v).with_context(|| format!("route `{route}`"));
+        Ok(Target {
+            slot,
+            headers: [
+                (HeaderName::from_static("spin-matched-route"), value(route)?),
+                (
+                    HeaderName::from_static("spin-raw-component-route"),
+                    value(route)?,
+                ),
+                (
+                    HeaderName::from_static("spin-component-route"),
+                    value(component_route)?,
+                ),
+                (
+                    HeaderName::from_static("spin-base-path"),
+                    HeaderValue::from_static("/"),
+                ),
+            ],
+        })
+    }
+}
+
+/// The Spin request headers that change per request, so components using the
+/// SDK router see what they would under Spin.
 fn spin_headers(
     req: &Request<Incoming>,
     client: SocketAddr,
     local: SocketAddr,
-    route: &str,
-    component_route: &str,
     path_info: &str,
 ) -> Vec<(HeaderName, HeaderValue)> {
     let authority = req
@@ -372,10 +398,6 @@ fn spin_headers(
             format!("http://{authority}{path_and_query}"),
         ),
         ("spin-path-info", path_info.to_owned()),
-        ("spin-matched-route", route.to_owned()),
-        ("spin-base-path", "/".to_owned()),
-        ("spin-raw-component-route", route.to_owned()),
-        ("spin-component-route", component_route.to_owned()),
         ("spin-client-addr", client.to_string()),
     ];
     pairs
@@ -402,4 +424,29 @@ pub fn plain(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(t: &'a Target, name: &str) -> &'a str {
+        let (_, value) = t
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("header present");
+        value.to_str().expect("ascii")
+    }
+
+    #[test]
+    fn route_headers_are_spins() {
+        let wildcard = Target::new(0, "/api/...").expect("valid route");
+        assert_eq!(header(&wildcard, "spin-matched-route"), "/api/...");
+        assert_eq!(header(&wildcard, "spin-raw-component-route"), "/api/...");
+        assert_eq!(header(&wildcard, "spin-component-route"), "/api");
+        assert_eq!(header(&wildcard, "spin-base-path"), "/");
+        let exact = Target::new(1, "/ping").expect("valid route");
+        assert_eq!(header(&exact, "spin-component-route"), "/ping");
+    }
 }

@@ -16,7 +16,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use serde::{Deserialize, Serialize};
 
-use crate::app::{App, Source};
+use crate::app::App;
 use locked::digest_of;
 
 pub const WASM_LAYER: &str = "application/vnd.wasm.content.layer.v1+wasm";
@@ -54,10 +54,10 @@ pub enum OciError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("component `{id}`: cannot read {path}: {source}")]
+    #[error("component `{id}`: cannot read {what}: {source}")]
     Source {
         id: String,
-        path: PathBuf,
+        what: String,
         source: std::io::Error,
     },
 }
@@ -270,16 +270,11 @@ pub async fn push(
 
     let mut wasm = BTreeMap::new();
     for c in app.components.values() {
-        let bytes: Arc<[u8]> = match &c.source {
-            Source::Bytes(b) => b.clone(),
-            Source::File(path) => std::fs::read(path)
-                .map_err(|source| OciError::Source {
-                    id: c.id.clone(),
-                    path: path.clone(),
-                    source,
-                })?
-                .into(),
-        };
+        let bytes = c.source.load().map_err(|source| OciError::Source {
+            id: c.id.clone(),
+            what: c.source.to_string(),
+            source,
+        })?;
         wasm.insert(c.id.clone(), bytes);
     }
     let locked = locked::lock(app, &wasm);
