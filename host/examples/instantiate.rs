@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use ping_host::engine::{self, EngineOptions};
+use ping_host::metrics::Metrics;
 use ping_host::outbound::AllowedHosts;
 use ping_host::redis::{RedisPool, Timeouts};
 use ping_host::state::HostState;
@@ -26,7 +27,10 @@ async fn main() -> Result<()> {
     let linker = engine::linker(&engine)?;
     let component = engine::load_component(&engine, &wasm, engine::default_cache_dir().as_deref())?;
     let pre = ProxyPre::new(linker.instantiate_pre(&component)?)?;
-    let pool = Arc::new(RedisPool::new(Timeouts::default()));
+    let pool = Arc::new(RedisPool::new(
+        Timeouts::default(),
+        Arc::new(Metrics::new(options.max_instances)),
+    ));
     let allowed = Arc::new(AllowedHosts::default());
     let variables = Arc::new(ComponentVariables::default());
 
@@ -42,6 +46,8 @@ async fn main() -> Result<()> {
         );
         let mut store = Store::new(&engine, state);
         store.limiter(|s| &mut s.limits);
+        // Epoch interruption is on (see engine.rs); nothing advances the epoch here.
+        store.set_epoch_deadline(1);
         let _proxy = pre.instantiate_async(&mut store).await?;
         samples.push(started.elapsed().as_nanos() as f64 / 1000.0);
         drop(store);

@@ -80,6 +80,8 @@ fn base_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.memory_init_cow(true);
+    // Lets a running guest be interrupted: see `server::EPOCH_TICK`.
+    config.epoch_interruption(true);
     config
 }
 

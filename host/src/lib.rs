@@ -10,6 +10,7 @@ pub mod app;
 pub mod bindings;
 pub mod engine;
 pub mod manifest;
+pub mod metrics;
 pub mod oci;
 pub mod outbound;
 pub mod outbound_http;

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use ping_host::engine::{EngineOptions, default_cache_dir};
 use ping_host::oci::{self, Access};
 use ping_host::redis::Timeouts;
-use ping_host::server::{Runtime, Settings};
+use ping_host::server::{RequestLimits, Runtime, Settings};
 use ping_host::{manifest, variables};
 
 #[derive(Parser)]
@@ -136,6 +136,26 @@ struct UpArgs {
     /// How long shutdown waits for in-flight requests, in seconds.
     #[arg(long, default_value_t = 30)]
     drain_secs: u64,
+    /// Wall-clock budget of one request, in seconds; a component still running
+    /// after it is stopped and the client gets 504.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_secs: u64,
+    /// How long a request waits for a free instance when all --max-instances
+    /// are busy, in milliseconds, before it gets 503 with Retry-After.
+    #[arg(long, default_value_t = 1000)]
+    queue_wait_ms: u64,
+    /// Largest request body accepted, in KiB (413 beyond).
+    #[arg(long, default_value_t = 1024)]
+    max_body_kib: u64,
+    /// Largest request head (request line and headers), in KiB (431 beyond).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(8..=1024))]
+    max_header_kib: u64,
+    /// Time a client has to send a complete request head, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_secs: u64,
+    /// Serve Prometheus metrics on this address (GET /metrics), apart from the app's port.
+    #[arg(long, value_name = "ADDR", env = "PING_HOST_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn main() -> Result<()> {
@@ -191,6 +211,13 @@ fn up(args: UpArgs) -> Result<()> {
             response: Duration::from_millis(args.redis_response_timeout_ms),
         },
         drain: Duration::from_secs(args.drain_secs),
+        limits: RequestLimits {
+            deadline: Duration::from_secs(args.request_timeout_secs),
+            queue_wait: Duration::from_millis(args.queue_wait_ms),
+            max_body: args.max_body_kib.saturating_mul(1024),
+            max_head: (args.max_header_kib * 1024) as usize,
+            head_timeout: Duration::from_secs(args.header_read_timeout_secs),
+        },
     };
     runtime.block_on(async move {
         let started = std::time::Instant::now();
@@ -199,13 +226,33 @@ fn up(args: UpArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let local = listener.local_addr()?;
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(addr) = args.metrics_listen {
+            let metrics_listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics-listen: cannot listen on {addr}"))?;
+            tracing::info!(
+                "metrics on http://{}/metrics",
+                metrics_listener.local_addr()?
+            );
+            tokio::spawn(ping_host::metrics::serve(
+                app_runtime.metrics(),
+                metrics_listener,
+                async move {
+                    let _ = metrics_stopped.await;
+                },
+            ));
+        }
         for (route, component) in app_runtime.routes() {
             tracing::info!(route, component, "route");
         }
         tracing::info!(app = %app.name, ready_in = ?started.elapsed(), "serving on http://{local}");
-        app_runtime
+        let served = app_runtime
             .serve(listener, shutdown_signal(), settings.drain)
-            .await
+            .await;
+        // Metrics stay up while requests drain, so the drain itself is visible.
+        let _ = stop_metrics.send(());
+        served
     })
 }
 

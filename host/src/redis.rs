@@ -11,13 +11,14 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
 use crate::bindings::redis::{Error, Host, HostConnection, RedisParameter, RedisResult};
+use crate::metrics::Metrics;
 use crate::outbound::{AllowedHosts, Destination, canonical_host};
 
 /// Connections one instance may hold open at once, like Spin's per-instance cap.
@@ -135,13 +136,15 @@ impl Address {
 /// Process-wide connections, shared by every instance.
 pub struct RedisPool {
     timeouts: Timeouts,
+    metrics: Arc<Metrics>,
     connections: Mutex<HashMap<Address, ConnectionManager>>,
 }
 
 impl RedisPool {
-    pub fn new(timeouts: Timeouts) -> Self {
+    pub fn new(timeouts: Timeouts, metrics: Arc<Metrics>) -> Self {
         RedisPool {
             timeouts,
+            metrics,
             connections: Mutex::new(HashMap::new()),
         }
     }
@@ -226,44 +229,53 @@ type Outcome<T> = wasmtime::Result<Result<T, Error>>;
 
 impl RedisView<'_> {
     /// Runs one command on the guest's connection, mapping errors for the guest.
+    /// `name` labels the latency and error metrics; it is the command for the
+    /// typed calls and `execute` for arbitrary ones, so series stay bounded.
     async fn run<T: redis::FromRedisValue>(
         &mut self,
         conn: &Resource<RedisConnection>,
+        name: &'static str,
         cmd: &redis::Cmd,
     ) -> Outcome<T> {
         let mut manager = self.table.get(conn)?.conn.clone();
-        Ok(match cmd.query_async::<T>(&mut manager).await {
+        let started = Instant::now();
+        let result = cmd.query_async::<T>(&mut manager).await;
+        let metrics = &self.ctx.pool.metrics;
+        metrics.redis_command(name, started.elapsed());
+        Ok(match result {
             Ok(v) => Ok(v),
             // The address is looked up again only on failure: cloning it (host,
             // user, password) for every command would allocate per request.
-            Err(e) => Err(guest_error(
-                &self.table.get(conn)?.address,
-                &self.ctx.component,
-                e,
-            )),
+            Err(e) => {
+                let (error, reason) =
+                    guest_error(&self.table.get(conn)?.address, &self.ctx.component, e);
+                metrics.redis_error(name, reason);
+                Err(error)
+            }
         })
     }
 }
 
-/// Maps a Redis failure to the interface's error, logging the full story.
-fn guest_error(address: &Address, component: &str, e: redis::RedisError) -> Error {
+/// Maps a Redis failure to the interface's error, logging the full story; the
+/// second value is the `reason` label for `ping_host_redis_errors_total`.
+fn guest_error(address: &Address, component: &str, e: redis::RedisError) -> (Error, &'static str) {
     let code = e.code().unwrap_or_default();
     let detail = e.detail().unwrap_or_default();
     if code == "WRONGTYPE"
         || detail.contains("not an integer")
         || e.kind() == redis::ErrorKind::UnexpectedReturnType
     {
-        return Error::TypeError;
+        return (Error::TypeError, "type");
     }
-    let reason = if e.is_timeout() {
-        "timed out".to_owned()
+    let (reason, label) = if e.is_timeout() {
+        ("timed out".to_owned(), "timeout")
     } else if e.is_connection_refusal() {
-        "connection refused".to_owned()
+        ("connection refused".to_owned(), "refused")
     } else {
-        address.redact(e.to_string())
+        (address.redact(e.to_string()), "other")
     };
     tracing::warn!(component, redis = ?address, %reason, "redis command failed");
-    Error::Other(reason)
+    (Error::Other(reason), label)
 }
 
 impl Host for RedisView<'_> {}
@@ -291,7 +303,7 @@ impl HostConnection for RedisView<'_> {
         }
         let conn = match self.ctx.pool.connection(&address) {
             Ok(c) => c,
-            Err(e) => return Ok(Err(guest_error(&address, component, e))),
+            Err(e) => return Ok(Err(guest_error(&address, component, e).0)),
         };
         self.ctx.open += 1;
         Ok(Ok(self.table.push(RedisConnection { conn, address })?))
@@ -303,9 +315,13 @@ impl HostConnection for RedisView<'_> {
         channel: String,
         payload: Vec<u8>,
     ) -> Outcome<()> {
-        self.run::<i64>(&conn, redis::cmd("PUBLISH").arg(channel).arg(payload))
-            .await
-            .map(|r| r.map(drop))
+        self.run::<i64>(
+            &conn,
+            "PUBLISH",
+            redis::cmd("PUBLISH").arg(channel).arg(payload),
+        )
+        .await
+        .map(|r| r.map(drop))
     }
 
     async fn get(
@@ -313,7 +329,7 @@ impl HostConnection for RedisView<'_> {
         conn: Resource<RedisConnection>,
         key: String,
     ) -> Outcome<Option<Vec<u8>>> {
-        self.run(&conn, redis::cmd("GET").arg(key)).await
+        self.run(&conn, "GET", redis::cmd("GET").arg(key)).await
     }
 
     async fn set(
@@ -322,17 +338,17 @@ impl HostConnection for RedisView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> Outcome<()> {
-        self.run::<Value>(&conn, redis::cmd("SET").arg(key).arg(value))
+        self.run::<Value>(&conn, "SET", redis::cmd("SET").arg(key).arg(value))
             .await
             .map(|r| r.map(drop))
     }
 
     async fn incr(&mut self, conn: Resource<RedisConnection>, key: String) -> Outcome<i64> {
-        self.run(&conn, redis::cmd("INCR").arg(key)).await
+        self.run(&conn, "INCR", redis::cmd("INCR").arg(key)).await
     }
 
     async fn del(&mut self, conn: Resource<RedisConnection>, keys: Vec<String>) -> Outcome<u32> {
-        self.run(&conn, redis::cmd("DEL").arg(keys)).await
+        self.run(&conn, "DEL", redis::cmd("DEL").arg(keys)).await
     }
 
     async fn sadd(
@@ -341,7 +357,7 @@ impl HostConnection for RedisView<'_> {
         key: String,
         values: Vec<String>,
     ) -> Outcome<u32> {
-        self.run(&conn, redis::cmd("SADD").arg(key).arg(values))
+        self.run(&conn, "SADD", redis::cmd("SADD").arg(key).arg(values))
             .await
     }
 
@@ -350,7 +366,8 @@ impl HostConnection for RedisView<'_> {
         conn: Resource<RedisConnection>,
         key: String,
     ) -> Outcome<Vec<String>> {
-        self.run(&conn, redis::cmd("SMEMBERS").arg(key)).await
+        self.run(&conn, "SMEMBERS", redis::cmd("SMEMBERS").arg(key))
+            .await
     }
 
     async fn srem(
@@ -359,7 +376,7 @@ impl HostConnection for RedisView<'_> {
         key: String,
         values: Vec<String>,
     ) -> Outcome<u32> {
-        self.run(&conn, redis::cmd("SREM").arg(key).arg(values))
+        self.run(&conn, "SREM", redis::cmd("SREM").arg(key).arg(values))
             .await
     }
 
@@ -376,7 +393,7 @@ impl HostConnection for RedisView<'_> {
                 RedisParameter::Binary(b) => cmd.arg(b),
             };
         }
-        Ok(self.run::<Value>(&conn, &cmd).await?.map(|v| {
+        Ok(self.run::<Value>(&conn, "execute", &cmd).await?.map(|v| {
             let mut out = Vec::new();
             flatten(v, &mut out);
             out

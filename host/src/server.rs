@@ -22,10 +22,11 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::app::{App, Source};
 use crate::engine;
+use crate::metrics::{GuestFailure, Metrics};
 use crate::outbound::AllowedHosts;
 use crate::redis::{RedisPool, Timeouts};
 use crate::routing::{Router, WELL_KNOWN_PREFIX};
-use crate::state::HostState;
+use crate::state::{Admission, HostState, MemoryLimitExceeded};
 use crate::variables::{ComponentVariables, Resolved};
 
 /// The response body type used throughout.
@@ -41,7 +42,43 @@ pub struct Settings {
     pub drain: Duration,
     /// The OCI manifest digest the app was pulled as, shown by `/.well-known/spin/info`.
     pub image_digest: Option<String>,
+    /// Limits that keep one request (or one client) from taking the host down.
+    pub limits: RequestLimits,
 }
+
+/// Per-request bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Wall-clock budget of one request, from admission to the response head.
+    /// A guest past it is interrupted and the client gets 504.
+    pub deadline: Duration,
+    /// How long a request waits for a free instance before getting 503.
+    pub queue_wait: Duration,
+    /// Largest request body accepted (413 beyond).
+    pub max_body: u64,
+    /// Largest request head (request line plus headers); hyper answers 431 beyond.
+    pub max_head: usize,
+    /// Time allowed for a client to send a complete request head (slow clients
+    /// are cut off after it).
+    pub head_timeout: Duration,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            deadline: Duration::from_secs(30),
+            queue_wait: Duration::from_secs(1),
+            max_body: 1024 * 1024,
+            max_head: 64 * 1024,
+            head_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How often the engine's epoch advances. A running guest yields to the async
+/// runtime at every tick, so a guest that never returns cannot pin a worker
+/// thread, and the request deadline (a timer) can stop it.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// One component, ready to instantiate per request.
 struct Prepared {
@@ -50,6 +87,8 @@ struct Prepared {
     variables: Arc<ComponentVariables>,
     allowed: Arc<AllowedHosts>,
     max_memory: usize,
+    /// This component's `spin_request_count_total` series.
+    requests: prometheus_client::metrics::counter::Counter,
 }
 
 /// Everything needed to serve an app; built once at start-up.
@@ -60,6 +99,14 @@ pub struct Runtime {
     router: Router<Target>,
     components: Vec<Prepared>,
     redis: Arc<RedisPool>,
+    metrics: Arc<Metrics>,
+    /// One permit per pooled instance: the concurrency cap.
+    permits: Arc<tokio::sync::Semaphore>,
+    limits: RequestLimits,
+    /// The `route` label of requests no route matched.
+    unrouted: Arc<str>,
+    /// The `route` label of the runtime's own `/.well-known/spin/` paths.
+    well_known_route: Arc<str>,
 }
 
 impl Runtime {
@@ -68,6 +115,8 @@ impl Runtime {
     pub fn new(app: &App, vars: &Resolved, settings: &Settings) -> Result<Self> {
         let engine = engine::engine(&settings.engine)?;
         let linker = engine::linker(&engine)?;
+        let metrics = Arc::new(Metrics::new(settings.engine.max_instances));
+        tick_epochs(&engine);
         let mut components = Vec::new();
         let mut index = std::collections::HashMap::new();
         let mut routes = Vec::new();
@@ -75,14 +124,24 @@ impl Runtime {
             let slot = match index.get(&trigger.component) {
                 Some(i) => *i,
                 None => {
-                    let prepared =
-                        prepare(app, &trigger.component, vars, &engine, &linker, settings)?;
+                    let prepared = prepare(
+                        app,
+                        &trigger.component,
+                        vars,
+                        &engine,
+                        &linker,
+                        settings,
+                        &metrics,
+                    )?;
                     components.push(prepared);
                     index.insert(trigger.component.clone(), components.len() - 1);
                     components.len() - 1
                 }
             };
-            routes.push((trigger.route.clone(), Target::new(slot, &trigger.route)?));
+            routes.push((
+                trigger.route.clone(),
+                Target::new(slot, &trigger.route, &metrics)?,
+            ));
         }
         Ok(Runtime {
             name: app.name.clone(),
@@ -90,8 +149,20 @@ impl Runtime {
             image_digest: settings.image_digest.clone(),
             router: Router::new(routes)?,
             components,
-            redis: Arc::new(RedisPool::new(settings.redis)),
+            redis: Arc::new(RedisPool::new(settings.redis, metrics.clone())),
+            permits: Arc::new(tokio::sync::Semaphore::new(
+                settings.engine.max_instances as usize,
+            )),
+            metrics,
+            limits: settings.limits,
+            unrouted: Arc::from(""),
+            well_known_route: Arc::from(WELL_KNOWN_PREFIX),
         })
+    }
+
+    /// The runtime's metrics, for the `--metrics-listen` endpoint.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// `(route, component id)` pairs, for the start-up log.
@@ -136,7 +207,8 @@ impl Runtime {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .keep_alive(true)
-                .header_read_timeout(Duration::from_secs(10))
+                .header_read_timeout(self.limits.head_timeout)
+                .max_buf_size(self.limits.max_head)
                 .serve_connection(TokioIo::new(stream), service);
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
@@ -162,17 +234,26 @@ impl Runtime {
         client: SocketAddr,
         local: SocketAddr,
     ) -> Response<Body> {
-        // Copy what the access log needs only when it is on: this runs per request.
-        let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| {
-            (
-                Instant::now(),
-                req.method().clone(),
-                req.uri().path().to_owned(),
-            )
-        });
-        let response = self.dispatch(req, client, local).await;
-        if let Some((started, method, path)) = logged {
-            tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
+        let started = Instant::now();
+        let _in_flight = self.metrics.in_flight();
+        let method = req.method().clone();
+        // Copy the path for the access log only when it is on: this runs per request.
+        let logged_path =
+            tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_owned());
+        let (response, routed) = self.dispatch(req, client, local).await;
+        let elapsed = started.elapsed();
+        let status = response.status().as_u16();
+        let route = match routed {
+            Routed::Route(target) => {
+                target.latency.observe(elapsed.as_secs_f64());
+                &target.route
+            }
+            Routed::WellKnown => &self.well_known_route,
+            Routed::Nowhere => &self.unrouted,
+        };
+        self.metrics.record_request(route, &method, status);
+        if let Some(path) = logged_path {
+            tracing::debug!(%method, %path, status, ?elapsed, "request");
         }
         response
     }
@@ -182,15 +263,18 @@ impl Runtime {
         mut req: Request<Incoming>,
         client: SocketAddr,
         local: SocketAddr,
-    ) -> Response<Body> {
+    ) -> (Response<Body>, Routed<'_>) {
         let path = req.uri().path();
         if let Some(rest) = path.strip_prefix(WELL_KNOWN_PREFIX) {
-            return self.well_known(rest);
+            return (self.well_known(rest), Routed::WellKnown);
         }
         let Some(found) = self.router.find(path) else {
-            return plain(StatusCode::NOT_FOUND, "Not Found\n");
+            return (plain(StatusCode::NOT_FOUND, "Not Found\n"), Routed::Nowhere);
         };
         let target = found.target;
+        if let Some(refusal) = self.check_body_size(&req) {
+            return (refusal, Routed::Route(target));
+        }
         let dynamic = spin_headers(&req, client, local, found.path_info);
         // `found` borrowed the path; from here on only `target` (owned by the router) is used.
         let headers = req.headers_mut();
@@ -198,27 +282,117 @@ impl Runtime {
             headers.insert(name, value);
         }
         let component = &self.components[target.slot];
-        match self.run(component, req).await {
-            Ok(response) => response,
-            Err(e) => {
-                tracing::error!(component = &*component.id, "request failed: {e:?}");
-                plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
+        let Some(admission) = self.admit().await else {
+            return (busy(), Routed::Route(target));
+        };
+        component.requests.inc();
+        let deadline = self.limits.deadline;
+        let response = match tokio::time::timeout(deadline, self.run(component, req, admission))
+            .await
+        {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                let failure = classify(&e);
+                self.metrics.guest_error(&component.id, failure);
+                tracing::error!(component = &*component.id, kind = ?failure, "request failed: {e:?}");
+                match failure {
+                    GuestFailure::Timeout => timed_out(),
+                    _ => plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n"),
+                }
             }
-        }
+            Err(_) => {
+                // Dropping the guest's future stopped it: it yields at every
+                // epoch tick, so even a guest stuck in a loop ends here.
+                self.metrics
+                    .guest_error(&component.id, GuestFailure::Timeout);
+                tracing::error!(
+                    component = &*component.id,
+                    "request stopped: no response within the {deadline:?} deadline (--request-timeout-secs)"
+                );
+                timed_out()
+            }
+        };
+        (response, Routed::Route(target))
+    }
+
+    /// A slot in the instance pool, waiting at most `queue_wait` for one.
+    async fn admit(&self) -> Option<Admission> {
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                match tokio::time::timeout(
+                    self.limits.queue_wait,
+                    self.permits.clone().acquire_owned(),
+                )
+                .await
+                {
+                    Ok(Ok(p)) => p,
+                    _ => {
+                        self.metrics.rejected("busy");
+                        return None;
+                    }
+                }
+            }
+        };
+        Some(Admission {
+            _permit: permit,
+            _gauge: self.metrics.instance(),
+        })
+    }
+
+    /// 413 when the declared body is larger than allowed. Bodies without a
+    /// length are cut off at the same size while the guest reads them.
+    fn check_body_size(&self, req: &Request<Incoming>) -> Option<Response<Body>> {
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .parse::<u64>()
+            .ok()?;
+        (declared > self.limits.max_body).then(|| {
+            self.metrics.rejected("body_too_large");
+            plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body of {declared} bytes is larger than the {} bytes allowed\n",
+                    self.limits.max_body
+                ),
+            )
+        })
     }
 
     /// Instantiates `component` and lets it answer `req`.
-    async fn run(&self, component: &Prepared, req: Request<Incoming>) -> Result<Response<Body>> {
-        let state = HostState::new(
+    async fn run(
+        &self,
+        component: &Prepared,
+        req: Request<Incoming>,
+        admission: Admission,
+    ) -> Result<Response<Body>> {
+        let mut state = HostState::new(
             component.id.clone(),
             self.redis.clone(),
             component.allowed.clone(),
             component.variables.clone(),
             component.max_memory,
         );
+        state.admission = Some(admission);
         let mut store = Store::new(component.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
+        // Yield to the async runtime at every epoch tick (see EPOCH_TICK).
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
         let (sender, receiver) = tokio::sync::oneshot::channel();
+        let max_body = self.limits.max_body;
+        let req = req.map(|body| {
+            http_body_util::Limited::new(body, max_body as usize).map_err(move |e| {
+                match e.downcast::<hyper::Error>() {
+                    Ok(e) => wasmtime_wasi_http::Error::Hyper(*e),
+                    // Limited's only other error: the body outgrew the limit.
+                    Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body)),
+                }
+            })
+        });
         let request = store
             .data_mut()
             .http()
@@ -226,12 +400,15 @@ impl Runtime {
         let outparam = store.data_mut().http().new_response_outparam(sender)?;
         let pre = component.pre.clone();
         let id = component.id.clone();
+        let metrics = self.metrics.clone();
         // The guest runs on this connection's task. Only when it is still
         // running once the response head exists (it keeps streaming its body)
         // does the rest of it move to a task of its own: a spawn per request
         // costs cross-thread wake-ups that profiles showed.
         let mut guest = Box::pin(async move {
+            let instantiating = Instant::now();
             let proxy = pre.instantiate_async(&mut store).await?;
+            metrics.observe_instantiation(instantiating.elapsed());
             let result = proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, request, outparam)
@@ -253,7 +430,13 @@ impl Runtime {
                 },
             },
             head = &mut receiver => {
-                tokio::spawn(guest);
+                // The body still streams: bounded by the same deadline.
+                let deadline = self.limits.deadline;
+                tokio::spawn(async move {
+                    if tokio::time::timeout(deadline, guest).await.is_err() {
+                        tracing::error!("response body still streaming after {deadline:?}; stopped");
+                    }
+                });
                 match head {
                     Ok(Ok(response)) => Ok(response),
                     Ok(Err(code)) => bail!("the guest answered with an error: {code:?}"),
@@ -298,6 +481,7 @@ fn prepare(
     engine: &Engine,
     linker: &wasmtime::component::Linker<HostState>,
     settings: &Settings,
+    metrics: &Metrics,
 ) -> Result<Prepared> {
     let spec = app
         .components
@@ -326,8 +510,10 @@ fn prepare(
         .collect::<Result<Vec<_>, _>>()?;
     let allowed = AllowedHosts::parse(&expanded).with_context(|| format!("[component.{id}]"))?;
     let variables = ComponentVariables::for_component(app, id, vars)?;
+    let id: Arc<str> = id.into();
     Ok(Prepared {
-        id: id.into(),
+        requests: metrics.spin_request_counter(&app.name, &id),
+        id,
         pre,
         variables: Arc::new(variables),
         allowed: Arc::new(allowed),
@@ -350,14 +536,27 @@ fn read_wasm(source: &Source, id: &str) -> Result<std::sync::Arc<[u8]>> {
 struct Target {
     slot: usize,
     headers: [(HeaderName, HeaderValue); 4],
+    /// The `route` label of this route's metrics.
+    route: Arc<str>,
+    latency: prometheus_client::metrics::histogram::Histogram,
+}
+
+/// Where a request went, for its metrics.
+enum Routed<'a> {
+    Route(&'a Target),
+    WellKnown,
+    Nowhere,
 }
 
 impl Target {
-    fn new(slot: usize, route: &str) -> Result<Self> {
+    fn new(slot: usize, route: &str, metrics: &Metrics) -> Result<Self> {
+        let label: Arc<str> = route.into();
         let component_route = route.strip_suffix("/...").unwrap_or(route);
         let value = |v: &str| HeaderValue::from_str(v).with_context(|| format!("route `{route}`"));
         Ok(Target {
             slot,
+            latency: metrics.route_histogram(&label),
+            route: label,
             headers: [
                 (HeaderName::from_static("spin-matched-route"), value(route)?),
                 (
@@ -411,6 +610,63 @@ fn spin_headers(
         .collect()
 }
 
+/// Advances `engine`'s epoch every [`EPOCH_TICK`] for as long as the engine lives.
+fn tick_epochs(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the epoch ticker ({e}); guests cannot be interrupted");
+    }
+}
+
+/// Which limit, if any, a guest failure comes from.
+fn classify(e: &anyhow::Error) -> GuestFailure {
+    if e.chain()
+        .any(|c| c.downcast_ref::<MemoryLimitExceeded>().is_some())
+    {
+        GuestFailure::Memory
+    } else if e
+        .chain()
+        .any(|c| c.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt))
+    {
+        GuestFailure::Timeout
+    } else if e
+        .chain()
+        .any(|c| c.downcast_ref::<wasmtime::Trap>().is_some())
+    {
+        GuestFailure::Trap
+    } else {
+        GuestFailure::NoResponse
+    }
+}
+
+/// 503 with `Retry-After` when every instance is busy.
+fn busy() -> Response<Body> {
+    let mut response = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "every instance is busy; retry shortly\n",
+    );
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+fn timed_out() -> Response<Body> {
+    plain(
+        StatusCode::GATEWAY_TIMEOUT,
+        "the component did not answer within the request deadline\n",
+    )
+}
+
 /// A short plain-text response from the runtime itself.
 pub fn plain(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(
@@ -441,12 +697,13 @@ mod tests {
 
     #[test]
     fn route_headers_are_spins() {
-        let wildcard = Target::new(0, "/api/...").expect("valid route");
+        let metrics = Metrics::new(1);
+        let wildcard = Target::new(0, "/api/...", &metrics).expect("valid route");
         assert_eq!(header(&wildcard, "spin-matched-route"), "/api/...");
         assert_eq!(header(&wildcard, "spin-raw-component-route"), "/api/...");
         assert_eq!(header(&wildcard, "spin-component-route"), "/api");
         assert_eq!(header(&wildcard, "spin-base-path"), "/");
-        let exact = Target::new(1, "/ping").expect("valid route");
+        let exact = Target::new(1, "/ping", &metrics).expect("valid route");
         assert_eq!(header(&exact, "spin-component-route"), "/ping");
     }
 }

@@ -21,7 +21,64 @@ pub struct HostState {
     pub redis: RedisCtx,
     pub variables: Arc<ComponentVariables>,
     pub outbound_http: OutboundHttp,
-    pub limits: wasmtime::StoreLimits,
+    pub limits: Limits,
+    /// The request's place in the instance pool: released when the store drops.
+    pub admission: Option<Admission>,
+}
+
+/// A slot in the instance pool (a semaphore permit) plus the in-use gauge.
+pub struct Admission {
+    pub _permit: tokio::sync::OwnedSemaphorePermit,
+    pub _gauge: crate::metrics::InstanceInUse,
+}
+
+/// Why a guest's memory could not grow: typed so the server can answer and
+/// count it as a memory failure rather than a generic trap.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the component tried to grow its linear memory to {desired} bytes, past the limit of {limit} bytes (raise --max-instance-memory-mib if that is expected)"
+)]
+pub struct MemoryLimitExceeded {
+    pub desired: usize,
+    pub limit: usize,
+}
+
+/// Per-instance resource limits. Growing past the memory limit traps with
+/// [`MemoryLimitExceeded`] instead of letting `memory.grow` return -1, so a
+/// runaway guest stops at once and the failure is attributable.
+pub struct Limits {
+    max_memory: usize,
+}
+
+/// Tables hold function references; ping needs a handful. This bounds what a
+/// hostile component can make the host allocate.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl wasmtime::ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            return Err(MemoryLimitExceeded {
+                desired,
+                limit: self.max_memory,
+            }
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
 }
 
 impl HostState {
@@ -44,9 +101,8 @@ impl HostState {
                 allowed,
                 component: id,
             },
-            limits: wasmtime::StoreLimitsBuilder::new()
-                .memory_size(max_memory)
-                .build(),
+            limits: Limits { max_memory },
+            admission: None,
         }
     }
 }
