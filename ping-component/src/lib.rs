@@ -28,6 +28,8 @@ const DEFAULT_COUNTER_KEY: &str = "ping";
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
+/// Prometheus text exposition format 0.0.4.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[http_component]
 fn handle(req: Request) -> Response {
@@ -42,6 +44,7 @@ fn handle(req: Request) -> Response {
         "/count" => only(method, &[Method::Get], || count(&req)),
         "/test" => only(method, &[Method::Get], test),
         "/del_ping" => only(method, &[Method::Get], delete),
+        "/metrics" => only(method, &[Method::Get], metrics),
         _ => text(404, "not found\n"),
     }
 }
@@ -99,6 +102,37 @@ fn test() -> Response {
         Ok(_) => text(200, "Success"),
         Err(e) => e.into_response(),
     }
+}
+
+/// `GET /metrics`: the counter as Prometheus reads it. The value lives in
+/// Redis, so every replica reports the same global number (aggregate with
+/// `max`, never `sum`). Redis being down is a metric, not a failed scrape.
+fn metrics() -> Response {
+    let read = with_redis(|conn, key| conn.get(key));
+    let mut out = String::from(
+        "# HELP ping_redis_up Whether Redis answered this scrape (1) or not (0).\n\
+         # TYPE ping_redis_up gauge\n",
+    );
+    let count = match &read {
+        Ok(None) => Some(0),
+        Ok(Some(bytes)) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok()),
+        Err(_) => None,
+    };
+    out.push_str(if read.is_ok() {
+        "ping_redis_up 1\n"
+    } else {
+        "ping_redis_up 0\n"
+    });
+    if let Some(n) = count {
+        out.push_str(&format!(
+            "# HELP ping_pings_total Pings counted in Redis since the counter was last reset.\n\
+             # TYPE ping_pings_total counter\n\
+             ping_pings_total {n}\n"
+        ));
+    }
+    respond(200, PROMETHEUS_TEXT, out)
 }
 
 /// Answers a count as text, or as JSON when the client asks for it.
