@@ -26,12 +26,17 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
-# Debian packages: Redis (`make up` runs it, the tests start their own) and an
-# OCI registry (the OCI tests push to and pull from a real one).
+# Debian packages: Redis (`make up` runs it, the tests start their own), an
+# OCI registry (the OCI tests push to and pull from a real one) and Prometheus.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+# Monitoring: the tests start a real Prometheus and Redis exporter; promtool
+# checks the rules and the metrics.
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-redis-exporter >/dev/null 2>&1 || missing+=(prometheus-redis-exporter)
 if [ "${#missing[@]}" -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || { echo "missing: ${missing[*]}; install them and retry" >&2; exit 1; }
-  apt_install "${missing[@]}"
+  apt_install $(printf '%s\n' "${missing[@]}" | sort -u)
 fi

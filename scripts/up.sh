@@ -6,6 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 redis_port=${REDIS_PORT:-6379}
 listen=${LISTEN:-127.0.0.1:3000}
+metrics_listen=${METRICS_LISTEN:-127.0.0.1:9464}
 data="$root/.data/redis"
 mkdir -p "$data"
 
@@ -33,5 +34,6 @@ stop_redis() {
 trap stop_redis EXIT
 
 echo "==> serving on http://$listen  (try: curl $listen/ping)" >&2
+echo "==> runtime metrics on http://$metrics_listen/metrics  (make monitor scrapes them)" >&2
 "$root/target/release/ping-host" up --manifest "$root/spin.toml" --listen "$listen" \
-  --variable "redis_port=$redis_port" "$@"
+  --metrics-listen "$metrics_listen" --variable "redis_port=$redis_port" "$@"
