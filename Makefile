@@ -6,7 +6,7 @@ CARGO ?= cargo
 WASM := target/wasm32-wasip2/wasm/ping_component.wasm
 HOST := target/release/ping-host
 
-.PHONY: help deps chart-tools bench-tools component build up test chart-test cluster-test bench lint clean
+.PHONY: help deps chart-tools monitoring-tools bench-tools component build up monitor test chart-test monitoring-test sync-monitoring cluster-test bench soak lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ deps: ## Install what is missing (wasm32-wasip2 target, redis-server, docker-reg
 
 chart-tools: ## Install pinned helm, kubectl and kubernetes-validate into .tools/
 	@scripts/install-k8s-tools.sh
+
+monitoring-tools: ## Install the pinned dashboard schema check (@grafana/schema, TypeScript) into .tools/
+	@scripts/install-monitoring-tools.sh
 
 bench-tools: deps ## Install pinned oha and the Flask/matplotlib venv into .tools/
 	@scripts/install-bench-tools.sh
@@ -27,15 +30,26 @@ component: deps ## Build the Wasm component (size profile)
 build: component ## Build the component and ping-host (release)
 	$(CARGO) build --release -p ping-host
 
-up: build ## Start Redis (AOF under .data/) and serve on 127.0.0.1:3000
+up: build ## Start Redis (AOF under .data/) and serve on 127.0.0.1:3000 (metrics on 127.0.0.1:9464)
 	@scripts/up.sh
 
-test: build chart-tools ## Run every test: Rust unit and end-to-end (real Redis, registry), chart validation
+monitor: deps ## Next to `make up`: Prometheus on 127.0.0.1:9090 with ping's rules, and a Redis exporter
+	@scripts/monitor.sh
+
+test: build chart-tools monitoring-tools ## Run every test: Rust unit and end-to-end (real Redis, registry, Prometheus), chart and monitoring checks
 	$(CARGO) test --release --workspace --exclude ping-component
-	.tools/venv/bin/python -m pytest -q helm/tests
+	.tools/venv/bin/python -m pytest -q helm/tests monitoring/tests
 
 chart-test: chart-tools ## Only the chart: helm lint/template, Kubernetes schemas, policies
 	.tools/venv/bin/python -m pytest -q helm/tests
+
+monitoring-test: chart-tools monitoring-tools ## Only the monitoring assets: promtool rules and unit tests, dashboard schema
+	.tools/venv/bin/python -m pytest -q monitoring/tests
+
+sync-monitoring: ## Copy monitoring/ rules and dashboards into the chart (helm/ping/files/)
+	mkdir -p helm/ping/files/rules helm/ping/files/dashboards
+	cp monitoring/rules/*.yml helm/ping/files/rules/
+	cp monitoring/dashboards/*.json helm/ping/files/dashboards/
 
 cluster-test: build chart-tools ## Cluster journeys (needs a cluster with Spin nodes; see tests/cluster/run.sh)
 	tests/cluster/run.sh

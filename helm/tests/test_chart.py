@@ -3,6 +3,8 @@ ci/*-values.yaml scenario, every rendered object validates against the
 Kubernetes schemas of the oldest and newest supported versions, and policy
 checks hold over what was rendered."""
 
+import copy
+import json
 import os
 import pathlib
 import subprocess
@@ -17,9 +19,12 @@ HELM = os.environ.get("HELM", str(ROOT / ".tools" / "bin" / "helm"))
 SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
 KUBERNETES_VERSIONS = ["1.30.0", "1.35.0"]
 NAMESPACE = "ping-ns"
-# Kinds served by CRDs; none are rendered today. If one appears, it is reported
-# as unchecked by the Kubernetes schemas rather than silently passed.
+# Kinds served by prometheus-operator's CRDs: kubernetes-validate does not know
+# them, so they are validated against the CRD schemas published in
+# @kubernetes-models/prometheus-operator (test_crd_objects_validate).
 CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+SCHEMA_TOOLS = ROOT / ".tools" / "schemas"
+MONITORING = ROOT / "monitoring"
 
 
 def helm(*args: str) -> subprocess.CompletedProcess:
@@ -81,7 +86,89 @@ def test_objects_validate_against_kubernetes_schemas(scenario, version):
         except kubernetes_validate.ValidationError as e:
             pytest.fail(f'{name}: {o["kind"]}/{o["metadata"]["name"]} is invalid for Kubernetes {version}: {e.message} at {list(e.path)}')
     if unchecked:
-        print(f"{name}: not checked against Kubernetes schemas (CRD kinds): {sorted(set(unchecked))}")
+        assert name == "monitoring-values", f"{name} renders CRD objects: {unchecked}"
+
+
+def validate_crds(objects: list[dict]) -> subprocess.CompletedProcess:
+    script = SCHEMA_TOOLS / "validate-crds.mjs"
+    if not (SCHEMA_TOOLS / "node_modules").exists():
+        pytest.fail("the CRD schema check is not installed: run scripts/install-monitoring-tools.sh (make test does)")
+    # Node resolves imports next to the script, so it runs from the install.
+    script.write_bytes((MONITORING / "tests" / "schema" / "validate-crds.mjs").read_bytes())
+    return subprocess.run(["node", str(script)], input=json.dumps(objects), capture_output=True, text=True, check=False)
+
+
+def test_crd_objects_validate(scenario):
+    name, objects = scenario
+    crds = [o for o in objects if o["kind"] in CRD_KINDS]
+    if name != "monitoring-values":
+        assert crds == [], "CRD objects only when monitoring is on"
+        return
+    assert sorted(o["kind"] for o in crds) == ["PrometheusRule", "ServiceMonitor", "ServiceMonitor", "ServiceMonitor"]
+    out = validate_crds(crds)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count(": valid") == 4
+
+
+def test_the_crd_check_rejects_a_broken_object():
+    objects = render("-f", str(CHART / "ci" / "monitoring-values.yaml"))
+    monitor = copy.deepcopy(one(objects, "ServiceMonitor", "app"))
+    monitor["spec"]["endpoints"][0]["interval"] = 30
+    rule = copy.deepcopy(one(objects, "PrometheusRule"))
+    del rule["spec"]["groups"][1]["rules"][0]["expr"]
+    for broken in (monitor, rule):
+        out = validate_crds([broken])
+        assert out.returncode == 1, out.stdout
+
+
+def test_monitoring_on_a_kube_prometheus_stack():
+    objects = render("-f", str(CHART / "ci" / "monitoring-values.yaml"))
+    services = {o["metadata"]["name"]: o for o in of_kind(objects, "Service")}
+    # Each ServiceMonitor selects exactly one Service, by labels, and scrapes a port it has.
+    for monitor in of_kind(objects, "ServiceMonitor"):
+        assert monitor["metadata"]["labels"]["release"] == "kps", "kube-prometheus-stack selects by release"
+        wanted = monitor["spec"]["selector"]["matchLabels"]
+        matched = [s for s in services.values() if all(s["metadata"]["labels"].get(k) == v for k, v in wanted.items())]
+        assert len(matched) == 1, f'{monitor["metadata"]["name"]} selects {[m["metadata"]["name"] for m in matched]}'
+        ports = {p["name"] for p in matched[0]["spec"]["ports"]}
+        assert monitor["spec"]["endpoints"][0]["port"] in ports
+    # The PrometheusRule carries monitoring/rules verbatim.
+    rule = one(objects, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kps"
+    assert rule["spec"] == yaml.safe_load((MONITORING / "rules" / "ping.rules.yml").read_text())
+    # Dashboards reach Grafana's sidecar, unchanged.
+    (dashboards,) = [c for c in of_kind(objects, "ConfigMap") if c["metadata"]["name"].endswith("-dashboards")]
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboards["metadata"]["annotations"] == {"grafana_folder": "ping"}
+    for path in sorted((MONITORING / "dashboards").glob("*.json")):
+        assert json.loads(dashboards["data"][path.name]) == json.loads(path.read_text())
+    # Spin exports OTLP to the Collector's Service.
+    app = one(objects, "Deployment", "app")["spec"]["template"]
+    env = {e["name"]: e.get("value") for e in app["spec"]["containers"][0]["env"]}
+    collector = services["ping-otel-collector"]
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://ping-otel-collector.{NAMESPACE}.svc.cluster.local:4318"
+    assert {"name": "otlp-http", "port": 4318, "targetPort": "otlp-http", "protocol": "TCP"} in collector["spec"]["ports"]
+    # Plain Prometheus: each pod's scrape annotation names a port its containers open.
+    for where, o in [("app", one(objects, "Deployment", "app")), ("otel-collector", one(objects, "Deployment", "otel-collector")), ("redis", one(objects, "StatefulSet", "redis"))]:
+        template = o["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", where
+        opened = {p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+        assert int(annotations["prometheus.io/port"]) in opened, where
+    # The exporter reads the password from the Secret, like Redis itself.
+    redis = one(objects, "StatefulSet", "redis")["spec"]["template"]["spec"]
+    (exporter,) = [c for c in redis["containers"] if c["name"] == "redis-exporter"]
+    password = {e["name"]: e for e in exporter["env"]}["REDIS_PASSWORD"]
+    assert password["valueFrom"]["secretKeyRef"]["name"] == "ping-redis"
+
+
+def test_monitoring_is_opt_in():
+    objects = render()
+    names = [o["metadata"]["name"] for o in objects]
+    assert not any("otel-collector" in n or n.endswith("-dashboards") or n.endswith("-metrics") for n in names), names
+    app = one(objects, "Deployment", "app")["spec"]["template"]
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in {e["name"] for e in app["spec"]["containers"][0]["env"]}
+    assert "annotations" not in app["metadata"]
 
 
 def test_every_pod_has_resources_probes_and_a_restricted_security_context(scenario):
@@ -197,16 +284,26 @@ def test_labels_and_selectors_match(scenario):
             assert selects(o["spec"]["selector"]["matchLabels"], component)
         if o["kind"] == "Service":
             component = o["metadata"]["labels"]["app.kubernetes.io/component"]
+            # The exporter's Service selects the Redis pod, where the sidecar runs.
+            component = {"redis-metrics": "redis"}.get(component, component)
             assert selects(o["spec"]["selector"], component), o["metadata"]["name"]
         if o["kind"] == "PodDisruptionBudget":
             assert selects(o["spec"]["selector"]["matchLabels"], "app")
         if o["kind"] == "NetworkPolicy":
-            assert selects(o["spec"]["podSelector"]["matchLabels"], "redis")
-            (rule,) = o["spec"]["ingress"]
-            assert [selects(f["podSelector"]["matchLabels"], "app") for f in rule["from"]] == [True], "only app pods reach Redis"
-            assert not selects(rule["from"][0]["podSelector"]["matchLabels"], "redis")
-    if name != "external-redis-values":
-        assert len(of_kind(objects, "NetworkPolicy")) == 1, "the NetworkPolicy is on by default"
+            component = o["metadata"]["labels"]["app.kubernetes.io/component"]
+            assert component in ("redis", "otel-collector"), component
+            assert selects(o["spec"]["podSelector"]["matchLabels"], component)
+            service, *scrapes = o["spec"]["ingress"]
+            assert [selects(f["podSelector"]["matchLabels"], "app") for f in service["from"]] == [True], f"only app pods reach {component}"
+            assert not selects(service["from"][0]["podSelector"]["matchLabels"], component)
+            # Any further rule admits scrapers to the metrics port, and to nothing else.
+            for rule in scrapes:
+                assert [p["port"] for p in rule["ports"]] == [{"redis": 9121, "otel-collector": 8889}[component]]
+    policies = len(of_kind(objects, "NetworkPolicy"))
+    if name == "monitoring-values":
+        assert policies == 2, "Redis and the Collector each get a NetworkPolicy"
+    elif name != "external-redis-values":
+        assert policies == 1, "the NetworkPolicy is on by default"
 
 
 def test_no_latest_tags(scenario):

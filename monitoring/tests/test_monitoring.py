@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MON = ROOT / "monitoring"
 RULES = MON / "rules" / "ping.rules.yml"
 DASHBOARDS = sorted((MON / "dashboards").glob("*.json"))
-SCHEMA_TOOLS = ROOT / ".tools" / "grafana-schema"
+SCHEMA_TOOLS = ROOT / ".tools" / "schemas"
 CHART_FILES = ROOT / "helm" / "ping" / "files"
 
 SCHEMA_PKG = "@grafana/schema/dist/esm/raw"

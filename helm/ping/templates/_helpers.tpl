@@ -86,3 +86,23 @@ app.kubernetes.io/component: redis
 {{- printf "%s:%s" .repository (required "an image needs a tag or a digest" .tag) }}
 {{- end }}
 {{- end }}
+
+{{- define "ping.otelCollector.fullname" -}}
+{{- printf "%s-otel-collector" (include "ping.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels of the OpenTelemetry Collector pods. */}}
+{{- define "ping.otelCollector.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ping.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: otel-collector
+{{- end }}
+
+{{/* prometheus.io/* annotations for annotation-based scraping. */}}
+{{- define "ping.scrapeAnnotations" -}}
+{{- if and .root.Values.metrics.enabled .root.Values.metrics.scrapeAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end }}
