@@ -6,7 +6,7 @@ CARGO ?= cargo
 WASM := target/wasm32-wasip2/wasm/ping_component.wasm
 HOST := target/release/ping-host
 
-.PHONY: help deps chart-tools monitoring-tools bench-tools component build up monitor test chart-test monitoring-test sync-monitoring cluster-test bench soak lint clean
+.PHONY: help deps chart-tools monitoring-tools bench-tools component build up monitor test chart-test monitoring-test sync-monitoring fuzz cluster-test bench soak lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -36,12 +36,16 @@ up: build ## Start Redis (AOF under .data/) and serve on 127.0.0.1:3000 (metrics
 monitor: deps ## Next to `make up`: Prometheus on 127.0.0.1:9090 with ping's rules, and a Redis exporter
 	@scripts/monitor.sh
 
-test: build chart-tools monitoring-tools ## Run every test: Rust unit and end-to-end (real Redis, registry, Prometheus), chart and monitoring checks
+test: build chart-tools monitoring-tools ## Run every test: Rust unit and end-to-end (real Redis, registry, Prometheus), chart and monitoring checks, fuzz smoke
 	$(CARGO) test --release --workspace --exclude ping-component
 	.tools/venv/bin/python -m pytest -q helm/tests monitoring/tests
+	FUZZ_SECS=20 scripts/fuzz.sh
 
 chart-test: chart-tools ## Only the chart: helm lint/template, Kubernetes schemas, policies
 	.tools/venv/bin/python -m pytest -q helm/tests
+
+fuzz: ## Fuzz the manifest parser, router and allow-list (FUZZ_SECS per target, default 300)
+	FUZZ_SECS=$${FUZZ_SECS:-300} scripts/fuzz.sh
 
 monitoring-test: chart-tools monitoring-tools ## Only the monitoring assets: promtool rules and unit tests, dashboard schema
 	.tools/venv/bin/python -m pytest -q monitoring/tests
