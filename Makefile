@@ -23,8 +23,8 @@ monitoring-tools: ## Install the pinned dashboard schema check (@grafana/schema,
 bench-tools: deps ## Install pinned oha and the Flask/matplotlib venv into .tools/
 	@scripts/install-bench-tools.sh
 
-component: deps ## Build the Wasm component (size profile)
-	$(CARGO) build -p ping-component --target wasm32-wasip2 --profile wasm
+component: deps ## Build the Wasm components (size profile): ping, and the fault tests' misbehave
+	$(CARGO) build -p ping-component -p misbehave-component --target wasm32-wasip2 --profile wasm
 	@echo "component: $(WASM) ($$(stat -c %s $(WASM)) bytes)"
 
 build: component ## Build the component and ping-host (release)
@@ -37,7 +37,7 @@ monitor: deps ## Next to `make up`: Prometheus on 127.0.0.1:9090 with ping's rul
 	@scripts/monitor.sh
 
 test: build chart-tools monitoring-tools ## Run every test: Rust unit and end-to-end (real Redis, registry, Prometheus), chart and monitoring checks, fuzz smoke
-	$(CARGO) test --release --workspace --exclude ping-component
+	$(CARGO) test --release --workspace --exclude ping-component --exclude misbehave-component
 	.tools/venv/bin/python -m pytest -q helm/tests monitoring/tests
 	FUZZ_SECS=20 scripts/fuzz.sh
 
@@ -55,6 +55,9 @@ sync-monitoring: ## Copy monitoring/ rules and dashboards into the chart (helm/p
 	cp monitoring/rules/*.yml helm/ping/files/rules/
 	cp monitoring/dashboards/*.json helm/ping/files/dashboards/
 
+soak: build ## Soak: /ping at half capacity for SOAK_SECS (default 600); no errors, flat memory, exact count
+	PING_SOAK_SECS=$${SOAK_SECS:-600} $(CARGO) test --release -p ping-e2e --test soak -- --nocapture
+
 cluster-test: build chart-tools ## Cluster journeys (needs a cluster with Spin nodes; see tests/cluster/run.sh)
 	tests/cluster/run.sh
 
@@ -66,7 +69,8 @@ bench: build bench-tools ## Benchmarks: ping-host vs Redis, hyper and Flask; wri
 lint: deps ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) clippy -p ping-component --target wasm32-wasip2 --profile wasm -- -D warnings
+	$(CARGO) clippy -p ping-component -p misbehave-component --target wasm32-wasip2 --profile wasm -- -D warnings
+	cd fuzz && $(CARGO) clippy --all-targets -- -D warnings
 
 clean: ## Remove build output (keeps .data/)
 	$(CARGO) clean

@@ -468,6 +468,55 @@ mod tests {
         );
     }
 
+    /// The guest cannot reach anything but what `allowed_outbound_hosts` names:
+    /// host names are compared, never resolved, and every form of a host,
+    /// port, scheme or user info that is not exactly an allowed one is refused.
+    #[test]
+    fn allowed_outbound_hosts_cannot_be_bypassed() {
+        let allowed =
+            AllowedHosts::parse(&["redis://127.0.0.1:6379", "redis://cache.internal:6380"])
+                .expect("valid");
+        let verdict = |address: &str| match Address::parse(address) {
+            Ok(a) => allowed.allows(&a.destination),
+            Err(_) => false,
+        };
+        for ok in [
+            "redis://127.0.0.1:6379",
+            "redis://127.0.0.1",               // the scheme's default port
+            "redis://:pw@127.0.0.1:6379/3",    // credentials and a database
+            "redis://[::ffff:127.0.0.1]:6379", // the same IPv4 host, IPv6-mapped
+            "redis://CACHE.internal:6380",     // names are case-insensitive
+            // The destination is 127.0.0.1; `evil.example:6379` is only user info.
+            "redis://evil.example:6379@127.0.0.1:6379",
+            // Likewise: a backslash is not a delimiter in redis: URLs. The host
+            // dialled is always the one checked, never the URL re-parsed.
+            "redis://evil.example\\@127.0.0.1:6379",
+        ] {
+            assert!(verdict(ok), "{ok} should be allowed");
+        }
+        for refused in [
+            "redis://localhost:6379",          // a name that resolves to an allowed IP
+            "redis://127.0.0.2:6379",          // another host
+            "redis://[::1]:6379",              // IPv6 loopback is not 127.0.0.1
+            "redis://[::ffff:127.0.0.2]:6379", // IPv6-mapped other host
+            "redis://2130706433:6379",         // decimal IPv4
+            "redis://0x7f000001:6379",         // hex IPv4
+            "redis://127.1:6379",              // shorthand IPv4
+            "redis://0177.0.0.1:6379",         // octal IPv4
+            "redis://127.0.0.1.nip.io:6379",   // a wildcard-DNS name for the IP
+            "redis://127.0.0.1:6380",          // another port
+            "redis://cache.internal:6379",     // an allowed host on another port
+            "redis://cache.internal.evil.example:6380", // suffix trick
+            "redis://127.0.0.1:6379@evil.example:6379", // allowed host in the user info
+            "redis://evil.example#@127.0.0.1:6379", // a fragment
+            "rediss://127.0.0.1:6379",         // another scheme
+            "http://127.0.0.1:6379",
+            "redis://",
+        ] {
+            assert!(!verdict(refused), "{refused} must be refused");
+        }
+    }
+
     #[test]
     fn debug_and_errors_hide_the_password() {
         let a = Address::parse("redis://:hunter2@h:1/0").expect("valid");

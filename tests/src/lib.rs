@@ -52,6 +52,23 @@ pub fn component_wasm() -> PathBuf {
     )
 }
 
+/// The fault tests' deliberately misbehaving component (tests/misbehave).
+pub fn misbehave_wasm() -> PathBuf {
+    artifact(
+        "PING_MISBEHAVE_WASM",
+        "target/wasm32-wasip2/wasm/misbehave_component.wasm",
+        "build it with `make component`",
+    )
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed) in
+/// Prometheus text, if present.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// A loopback port nobody is listening on right now.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -137,6 +154,25 @@ impl Redis {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) -> Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) -> Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, sig: &str) -> Result<()> {
+        let pid = self.child.as_ref().context("redis is not running")?.id();
+        let status = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill {sig} {pid} failed");
+        Ok(())
     }
 
     /// A direct connection, for checking what the app stored.
@@ -248,7 +284,13 @@ impl HostConfig {
                     .clone()
                     .unwrap_or_else(|| root().join("target/e2e-cache")),
             )
-            .args(["--max-instances", "128"])
+            .args(
+                // A small pool keeps the tests' memory reservations modest.
+                (!self.args.iter().any(|a| a == "--max-instances"))
+                    .then_some(["--max-instances", "128"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(&self.args)
             .env("RUST_LOG", "info")
             .env_remove("SPIN_HTTP_LISTEN_ADDR")
@@ -329,6 +371,25 @@ impl Host {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Resident memory of the ping-host process, in bytes.
+    pub fn rss_bytes(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .context("no VmRSS")?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()?;
+        Ok(kib * 1024)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Sends SIGTERM and waits for the exit status.

@@ -103,3 +103,51 @@ fn a_wrong_password_is_503_and_never_echoed() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The component is pointed, through its variables, at other forms of the
+/// allowed Redis's address: names that resolve to it, other spellings of the
+/// IP, other ports, user-info tricks. ping-host refuses every one before
+/// dialling, and nothing reaches Redis.
+#[test]
+fn allowed_outbound_hosts_cannot_be_bypassed_through_the_component() -> anyhow::Result<()> {
+    let redis = Redis::start()?;
+    let allowed = format!("redis://127.0.0.1:{}", redis.port);
+    let port = redis.port.to_string();
+    let tricks: [(&str, &str); 8] = [
+        ("localhost", &port),
+        ("::1", &port),
+        ("127.1", &port),
+        ("2130706433", &port),
+        ("0x7f000001", &port),
+        ("127.0.0.1", "1"),
+        ("127.0.0.2", &port),
+        // redis://127.0.0.1:PORT@evil.invalid:PORT/0: the allowed address as user info.
+        (&format!("127.0.0.1:{port}@evil.invalid"), &port),
+    ];
+    for (host_var, port_var) in tricks {
+        let dir = tempfile::tempdir()?;
+        let manifest = write_manifest(dir.path(), MANIFEST)?;
+        let host = Host::start(
+            &HostConfig::default()
+                .manifest(manifest)
+                .arg("--variable")
+                .arg(format!("allowed={allowed}"))
+                .arg("--variable")
+                .arg(format!("redis_host={host_var}"))
+                .arg("--variable")
+                .arg(format!("redis_port={port_var}")),
+        )?;
+        let ping = get(&host.url("/ping"))?;
+        anyhow::ensure!(
+            ping.status == 503 && ping.body.contains("allowed_outbound_hosts"),
+            "redis_host={host_var} redis_port={port_var}: {ping:?}"
+        );
+        anyhow::ensure!(
+            host.logs().contains("redis address refused"),
+            "{}",
+            host.logs()
+        );
+    }
+    anyhow::ensure!(redis.counter("ping")? == 0, "something reached Redis");
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! A component that misbehaves on request, for ping-host's fault tests.
+//! Never deploy it.
+
+use std::time::Duration;
+
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+
+/// Memory held on purpose by `/grow`, so the allocations are not optimised away.
+static mut HOARD: Vec<Vec<u8>> = Vec::new();
+
+#[http_component]
+fn handle(req: Request) -> Response {
+    let query = req.query().to_owned();
+    let (status, body): (u16, String) = match req.path() {
+        "/ok" => (200, "ok".into()),
+        // Spins forever without calling the host: only an interrupt stops it.
+        "/loop" => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        "/trap" => panic!("deliberate trap"),
+        // Allocates 1 MiB at a time and keeps it, until the host says no.
+        "/grow" => loop {
+            let chunk = std::hint::black_box(vec![1u8; 1024 * 1024]);
+            // SAFETY: a component instance is single-threaded.
+            #[allow(static_mut_refs)]
+            unsafe {
+                HOARD.push(chunk)
+            };
+        },
+        // Waits on the host's clock (an async host call), like a slow dependency.
+        "/sleep" => {
+            let ms = query
+                .strip_prefix("ms=")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000);
+            std::thread::sleep(Duration::from_millis(ms));
+            (200, format!("slept {ms} ms"))
+        }
+        "/echo" => (200, format!("{} bytes", req.body().len())),
+        _ => (404, "not found".into()),
+    };
+    Response::builder().status(status).body(body).build()
+}
