@@ -70,7 +70,7 @@ lint: deps ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy -p ping-component -p misbehave-component --target wasm32-wasip2 --profile wasm -- -D warnings
-	cd fuzz && $(CARGO) clippy --all-targets -- -D warnings
+	cd fuzz && $(CARGO) fmt -- --check && $(CARGO) clippy --all-targets -- -D warnings
 
 clean: ## Remove build output (keeps .data/)
 	$(CARGO) clean

@@ -3,6 +3,7 @@ ci/*-values.yaml scenario, every rendered object validates against the
 Kubernetes schemas of the oldest and newest supported versions, and policy
 checks hold over what was rendered."""
 
+import base64
 import copy
 import json
 import os
@@ -265,6 +266,47 @@ def test_the_password_only_ever_comes_from_a_secret(scenario):
         env = {e["name"]: e for e in one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["SPIN_VARIABLE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "shared-redis", "key": "password"}
         assert secrets == set(), "no Secret is generated for an external Redis"
+
+
+def redis_start_script(objects: list[dict]) -> str:
+    redis = one(objects, "StatefulSet", "redis")["spec"]["template"]["spec"]
+    (container,) = [c for c in redis["containers"] if c["name"] == "redis"]
+    return container["args"][0]
+
+
+@pytest.mark.parametrize(
+    "password, starts",
+    [
+        ("a-generated-32-character-passwd!", True),
+        ("", False),
+        ('with"quote', False),
+        ("with\\backslash", False),
+        ("two\nlines", False),
+    ],
+    ids=["good", "empty", "quote", "backslash", "newline"],
+)
+def test_redis_never_runs_without_a_usable_password(password, starts, tmp_path):
+    """Runs the Redis container's start script with a stand-in redis-server:
+    an empty password, or one that could rewrite redis.conf, stops it."""
+    script = redis_start_script(render()).replace("/run/redis/auth.conf", str(tmp_path / "auth.conf"))
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "redis-server").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "redis-server").chmod(0o755)
+    out = subprocess.run(["sh", "-c", script], env={"PATH": f"{fake}:/usr/bin:/bin", "REDIS_PASSWORD": password}, capture_output=True, text=True)
+    assert (out.returncode == 0) == starts, out.stderr
+    if starts:
+        assert (tmp_path / "auth.conf").read_text() == f'requirepass "{password}"\n'
+    else:
+        assert "redis:" in out.stderr and not (tmp_path / "auth.conf").exists()
+
+
+def test_the_generated_redis_password_is_strong():
+    (secret,) = of_kind(render(), "Secret")
+    password = base64.b64decode(secret["data"]["redis-password"]).decode()
+    assert len(password) == 32 and password.isalnum()
+    out = helm("template", "ping", str(CHART), "--set", "redis.auth.enabled=false")
+    assert out.returncode != 0, "authentication cannot be switched off"
 
 
 def test_labels_and_selectors_match(scenario):
