@@ -11,6 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail, ensure};
 use ping_e2e::{Host, HostConfig, Redis, client, get, misbehave_wasm, request, write_manifest};
 
+/// The tests here load the machine; run them one at a time so that one
+/// test's load does not distort another's recovery times.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// One `/ping` as a client saw it.
 #[derive(Debug, Clone)]
 struct Outcome {
@@ -93,6 +101,7 @@ fn acknowledged_counts_hold(outcomes: &[Outcome], final_count: i64) -> Result<us
 
 #[test]
 fn redis_killed_under_load_and_restarted_from_its_aof_loses_nothing_acknowledged() -> Result<()> {
+    let _serial = serial();
     let mut redis = Redis::start()?;
     let host = Host::start(&HostConfig::for_redis(&redis))?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -153,6 +162,7 @@ fn redis_killed_under_load_and_restarted_from_its_aof_loses_nothing_acknowledged
 
 #[test]
 fn a_frozen_redis_gives_bounded_503s_then_recovers() -> Result<()> {
+    let _serial = serial();
     let redis = Redis::start()?;
     let host = Host::start(
         &HostConfig::for_redis(&redis)
@@ -217,6 +227,7 @@ source = "MISBEHAVE"
 
 #[test]
 fn sigterm_under_load_drains_in_flight_requests_and_corrupts_nothing() -> Result<()> {
+    let _serial = serial();
     let redis = Redis::start()?;
     let dir = tempfile::tempdir()?;
     let manifest = write_manifest(
