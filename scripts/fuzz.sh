@@ -27,11 +27,19 @@ for target in $targets; do
   mkdir -p "$corpus"
   rm -rf "fuzz/artifacts/$target"
   echo "==> fuzz $target for ${secs}s" >&2
+  log=$(mktemp)
+  status=0
   "$cargo_fuzz" run --fuzz-dir fuzz "$target" "$corpus" "fuzz/seeds/$target" -- \
-    -max_total_time="$secs" -print_final_stats=1 2>&1 | grep -E '^(Done|stat::number_of_executed_units|==[0-9]+==|thread|SUMMARY)' || true
-  if ls "fuzz/artifacts/$target"/crash-* "fuzz/artifacts/$target"/oom-* "fuzz/artifacts/$target"/timeout-* >/dev/null 2>&1; then
-    echo "fuzz target $target found a failing input: fuzz/artifacts/$target/" >&2
+    -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1 || status=$?
+  grep -E '^(Done|stat::number_of_executed_units)' "$log" || true
+  if [ "$status" -ne 0 ]; then
+    # A panic, a sanitizer report, an OOM or a timeout: show it and keep the input.
+    grep -E -A12 "^(thread '|==[0-9]+==ERROR|SUMMARY)" "$log" | head -60 >&2
+    echo "fuzz target $target failed (exit $status); the input is in fuzz/artifacts/$target/" >&2
+    echo "reproduce: RUSTC_BOOTSTRAP=1 .tools/bin/cargo-fuzz run --fuzz-dir fuzz $target fuzz/artifacts/$target/<file>" >&2
+    rm -f "$log"
     exit 1
   fi
+  rm -f "$log"
 done
 echo "==> fuzzing: no failures in $(echo $targets | wc -w) targets" >&2
