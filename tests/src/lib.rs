@@ -375,16 +375,7 @@ impl Host {
 
     /// Resident memory of the ping-host process, in bytes.
     pub fn rss_bytes(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .context("no VmRSS")?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()?;
-        Ok(kib * 1024)
+        rss_bytes_of(self.child.id())
     }
 
     /// Whether the process is still running.
@@ -410,6 +401,20 @@ impl Drop for Host {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Resident memory of process `pid`, in bytes (from /proc).
+pub fn rss_bytes_of(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .context("no VmRSS")?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kib * 1024)
 }
 
 /// A plain HTTP response, read whole.

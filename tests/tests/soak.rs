@@ -86,13 +86,8 @@ fn soak_at_half_capacity_keeps_memory_flat_and_the_count_exact() -> Result<()> {
             let mut samples = Vec::new();
             while started.elapsed() < Duration::from_secs(secs) {
                 sleep(Duration::from_secs(5));
-                let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
-                if let Some(kib) = status.ok().and_then(|s| {
-                    s.lines()
-                        .find_map(|l| l.strip_prefix("VmRSS:"))
-                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                }) {
-                    samples.push(kib * 1024);
+                if let Ok(bytes) = ping_e2e::rss_bytes_of(pid) {
+                    samples.push(bytes);
                 }
             }
             samples
