@@ -191,7 +191,7 @@ impl Metrics {
         let rejected = Family::default();
         registry.register(
             "ping_host_requests_rejected",
-            "Requests refused by the runtime before reaching a component (reason: busy, body_too_large)",
+            "Requests the runtime refused (reason: busy, body_too_large)",
             rejected.clone(),
         );
         let guest_errors = Family::default();

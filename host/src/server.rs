@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -350,16 +351,22 @@ impl Runtime {
             .ok()?
             .parse::<u64>()
             .ok()?;
-        (declared > self.limits.max_body).then(|| {
-            self.metrics.rejected("body_too_large");
-            plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "request body of {declared} bytes is larger than the {} bytes allowed\n",
-                    self.limits.max_body
-                ),
-            )
-        })
+        (declared > self.limits.max_body).then(|| self.too_large(Some(declared)))
+    }
+
+    /// 413, counted; `declared` is the Content-Length when there was one.
+    fn too_large(&self, declared: Option<u64>) -> Response<Body> {
+        self.metrics.rejected("body_too_large");
+        let size = declared.map_or("the request body is".to_owned(), |n| {
+            format!("a request body of {n} bytes is")
+        });
+        plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{size} larger than the {} bytes allowed (--max-body-kib)\n",
+                self.limits.max_body
+            ),
+        )
     }
 
     /// Instantiates `component` and lets it answer `req`.
@@ -384,12 +391,17 @@ impl Runtime {
         store.epoch_deadline_async_yield_and_update(1);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let max_body = self.limits.max_body;
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let flag = overflowed.clone();
         let req = req.map(|body| {
             http_body_util::Limited::new(body, max_body as usize).map_err(move |e| {
                 match e.downcast::<hyper::Error>() {
                     Ok(e) => wasmtime_wasi_http::Error::Hyper(*e),
                     // Limited's only other error: the body outgrew the limit.
-                    Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body)),
+                    Err(_) => {
+                        flag.store(true, Ordering::Relaxed);
+                        wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body))
+                    }
                 }
             })
         });
@@ -419,7 +431,7 @@ impl Runtime {
             result
         });
         let mut receiver = receiver;
-        tokio::select! {
+        let answered = tokio::select! {
             biased;
             finished = &mut guest => match receiver.try_recv() {
                 Ok(Ok(response)) => Ok(response),
@@ -439,11 +451,20 @@ impl Runtime {
                 });
                 match head {
                     Ok(Ok(response)) => Ok(response),
-                    Ok(Err(code)) => bail!("the guest answered with an error: {code:?}"),
-                    Err(_) => bail!("the guest dropped its response"),
+                    Ok(Err(code)) => Err(anyhow::anyhow!("the guest answered with an error: {code:?}")),
+                    Err(_) => Err(anyhow::anyhow!("the guest dropped its response")),
                 }
             }
+        };
+        // A body cut off at the limit makes most guests fail. The client sent
+        // too much, so it gets 413 rather than the guest's 5xx.
+        let failed = answered
+            .as_ref()
+            .map_or(true, |r| r.status().is_server_error());
+        if failed && overflowed.load(Ordering::Relaxed) {
+            return Ok(self.too_large(None));
         }
+        answered
     }
 
     /// `/.well-known/spin/health` and `/.well-known/spin/info`, answered by the
