@@ -2,7 +2,10 @@
 # Cluster journeys for ping, against a real Kubernetes cluster whose nodes run
 # containerd-shim-spin (e.g. the shim's k3d or kind node image):
 #   build and push the artifact, helm install, /ping through the Ingress,
-#   helm test, HPA scale-up under load and back down, PVC survival of the
+#   helm test, monitoring (Spin's OTLP through the Collector as
+#   spin_request_count_total, the component's and Redis's metrics, the
+#   prometheus-operator objects when the CRDs exist), HPA scale-up under load
+#   and back down, PVC survival of the
 #   count across a Redis pod deletion, helm upgrade with zero failed requests
 #   under light load, and helm rollback.
 #
@@ -48,8 +51,14 @@ install() { # $1 = pinned reference
     --set ingress.enabled=true --set "ingress.hosts[0].host=$host" \
     --set "ingress.hosts[0].paths[0].path=/" --set "ingress.hosts[0].paths[0].pathType=Prefix" \
     ${PING_INGRESS_CLASS:+--set ingress.className=$PING_INGRESS_CLASS} \
-    --set autoscaling.minReplicas=1 --set autoscaling.maxReplicas=6
+    --set autoscaling.minReplicas=1 --set autoscaling.maxReplicas=6 \
+    --set metrics.enabled=true $monitoring_crds
 }
+# ServiceMonitors and the PrometheusRule only where prometheus-operator's CRDs exist.
+monitoring_crds=""
+if kubectl get crd servicemonitors.monitoring.coreos.com prometheusrules.monitoring.coreos.com >/dev/null 2>&1; then
+  monitoring_crds="--set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true --set metrics.dashboards.enabled=true"
+fi
 cleanup() { helm uninstall "$release" -n "$ns" >/dev/null 2>&1 || true; kubectl delete ns "$ns" --wait=false >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
@@ -64,6 +73,28 @@ echo "ok: /ping answered $a then $b"
 
 step "helm test"
 helm test "$release" -n "$ns" --timeout 2m
+
+step "monitoring"
+scrape() { # $1 = service, $2 = port, $3 = metric that must be present
+  kubectl -n "$ns" port-forward "svc/$1" "1$2:$2" >/dev/null 2>&1 &
+  local pf=$! out=""
+  for _ in $(seq 20); do out=$(curl -fsS --max-time 5 "http://127.0.0.1:1$2/metrics" 2>/dev/null) && break; sleep 1; done
+  kill "$pf" 2>/dev/null || true
+  grep -q "^$3" <<<"$out" || fail "$1:$2/metrics has no $3"
+  grep "^$3" <<<"$out" | head -3
+}
+# Spin pushes OTLP every few seconds; give the Collector time to have some.
+for _ in $(seq 10); do ping_url /ping >/dev/null; done
+sleep 20
+scrape "$release-otel-collector" 8889 spin_request_count_total
+scrape "$release-redis-metrics" 9121 redis_up
+ping_url /metrics | grep -q '^ping_pings_total [0-9]' || fail "the app's /metrics has no ping_pings_total"
+ping_url /metrics | grep -q '^ping_redis_up 1' || fail "the app's /metrics says Redis is down"
+if [ -n "$monitoring_crds" ]; then
+  n=$(kubectl -n "$ns" get servicemonitors,prometheusrules -o name | wc -l)
+  [ "$n" -eq 4 ] || fail "expected 3 ServiceMonitors and 1 PrometheusRule, found $n"
+fi
+echo "ok: Spin's metrics reach Prometheus format through the Collector"
 
 step "HPA scale test: ${load_seconds}s of load"
 replicas() { kubectl -n "$ns" get deploy "$release" -o jsonpath='{.status.replicas}'; }
@@ -118,4 +149,4 @@ image=$(kubectl -n "$ns" get deploy "$release" -o jsonpath='{.spec.template.spec
 ping_url /ping >/dev/null || fail "/ping after rollback"
 
 echo
-echo "cluster tests: 7 passed, 0 failed"
+echo "cluster tests: 8 passed, 0 failed"
