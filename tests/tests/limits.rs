@@ -68,9 +68,11 @@ fn a_guest_that_loops_forever_is_stopped_with_504_and_others_are_served() -> Res
     // While they spin, others are answered, and before the loops are stopped.
     let mut answered = Vec::new();
     for _ in 0..5 {
+        let asked = Instant::now();
         let ok = get(&host.url("/ok"))?;
         ensure!(ok.status == 200 && ok.body == "ok", "{ok:?}");
         answered.push(Instant::now());
+        eprintln!("/ok answered in {:?} while guests loop", asked.elapsed());
     }
     for handle in loops {
         let (status, at) = handle.join().expect("thread")?;
