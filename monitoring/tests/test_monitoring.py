@@ -67,6 +67,28 @@ def test_promtool_unit_tests_pass():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_promtool_accepts_the_local_scrape_config():
+    out = subprocess.run([promtool(), "check", "config", str(MON / "prometheus" / "prometheus.yml")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_annotation_scrape_config_matches_the_chart():
+    """The plain-Prometheus job keeps pods whose annotations the chart sets,
+    and labels them with the namespace the rules aggregate by. (Debian's
+    promtool is built without Kubernetes discovery, so it cannot check this
+    file; its structure is checked here instead.)"""
+    job = yaml.safe_load((MON / "prometheus" / "kubernetes-pods.yml").read_text())["scrape_configs"][0]
+    assert job["kubernetes_sd_configs"] == [{"role": "pod"}]
+    relabel = {tuple(r["source_labels"]): r for r in job["relabel_configs"]}
+    assert relabel[("__meta_kubernetes_pod_annotation_prometheus_io_scrape",)]["action"] == "keep"
+    assert relabel[("__meta_kubernetes_namespace",)]["target_label"] == "namespace"
+    port = relabel[("__address__", "__meta_kubernetes_pod_annotation_prometheus_io_port")]
+    assert re.sub(port["regex"], port["replacement"].replace("$", "\\"), "10.0.0.7:8080;9121") == "10.0.0.7:9121"
+    helpers = (ROOT / "helm" / "ping" / "templates" / "_helpers.tpl").read_text()
+    for annotation in ("prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path"):
+        assert annotation in helpers
+
+
 def test_every_alert_is_unit_tested_firing_and_quiet():
     tests = yaml.safe_load((MON / "tests" / "ping.rules.test.yml").read_text())["tests"]
     firing, quiet = set(), set()
