@@ -152,8 +152,9 @@ fn redis_killed_under_load_and_restarted_from_its_aof_loses_nothing_acknowledged
         first_after.count > Some(last_before),
         "{first_after:?} after {last_before}"
     );
+    let slowest_503 = during.iter().map(|o| o.took).max().unwrap_or_default();
     eprintln!(
-        "{} requests: {acked} acknowledged, {} answered 503 during the outage; last count before the kill {last_before}, final {final_count}; recovered {recovered_in:?} after restart",
+        "{} requests: {acked} acknowledged, {} answered 503 during the outage (slowest {slowest_503:?}); last count before the kill {last_before}, final {final_count}; recovered {recovered_in:?} after restart",
         outcomes.len(),
         during.len()
     );
