@@ -32,12 +32,17 @@ pub struct EngineOptions {
     pub keep_resident: usize,
 }
 
+/// The defaults, shared by `EngineOptions::default` and `ping-host up`'s flags.
+pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+pub const DEFAULT_MAX_MEMORY_MIB: usize = 256;
+pub const DEFAULT_KEEP_RESIDENT_KIB: usize = 256;
+
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            max_instances: 1000,
-            max_memory: 128 * 1024 * 1024,
-            keep_resident: 256 * 1024,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            max_memory: DEFAULT_MAX_MEMORY_MIB * 1024 * 1024,
+            keep_resident: DEFAULT_KEEP_RESIDENT_KIB * 1024,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use ping_host::engine::{EngineOptions, default_cache_dir};
+use ping_host::engine::{self, EngineOptions, default_cache_dir};
 use ping_host::oci::{self, Access};
 use ping_host::redis::Timeouts;
 use ping_host::server::{RequestLimits, Runtime, Settings};
@@ -119,13 +119,13 @@ struct UpArgs {
     #[arg(long)]
     no_cache: bool,
     /// Instances that may run at once (the size of the instance pool).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = engine::DEFAULT_MAX_INSTANCES)]
     max_instances: u32,
     /// Linear-memory limit of one instance, in MiB.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = engine::DEFAULT_MAX_MEMORY_MIB)]
     max_instance_memory_mib: usize,
     /// KiB of each pooled instance's memory and tables kept mapped between requests.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = engine::DEFAULT_KEEP_RESIDENT_KIB)]
     instance_keep_resident_kib: usize,
     /// Redis connect timeout, in milliseconds.
     #[arg(long, default_value_t = 2000)]

@@ -121,7 +121,6 @@ pub struct Metrics {
     in_flight: Gauge,
     instantiation: Histogram,
     instances_in_use: Gauge,
-    instances_max: Gauge,
     rejected: Family<ReasonLabels, Counter>,
     guest_errors: Family<GuestErrorLabels, Counter>,
     redis_duration: Family<CommandLabels, Histogram>,
@@ -181,12 +180,12 @@ impl Metrics {
             "Component instances running right now",
             instances_in_use.clone(),
         );
-        let instances_max = Gauge::default();
+        let instances_max = Gauge::<i64>::default();
         instances_max.set(i64::from(max_instances));
         registry.register(
             "ping_host_instances_max",
             "Size of the instance pool (--max-instances)",
-            instances_max.clone(),
+            instances_max,
         );
         let rejected = Family::default();
         registry.register(
@@ -235,7 +234,6 @@ impl Metrics {
             in_flight,
             instantiation,
             instances_in_use,
-            instances_max,
             rejected,
             guest_errors,
             redis_duration,
@@ -285,10 +283,6 @@ impl Metrics {
     pub fn instance(self: &Arc<Self>) -> InstanceInUse {
         self.instances_in_use.inc();
         InstanceInUse(self.clone())
-    }
-
-    pub fn instances_max(&self) -> i64 {
-        self.instances_max.get()
     }
 
     pub fn rejected(&self, reason: &'static str) {
@@ -510,11 +504,6 @@ fn process_stats() -> Option<ProcessStats> {
     })
 }
 
-/// Memory of the ping-host process, for tests and the soak: resident set size in bytes.
-pub fn resident_bytes() -> Option<i64> {
-    process_stats().map(|s| s.resident_bytes)
-}
-
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some(stats) = process_stats() else {
@@ -632,7 +621,7 @@ mod tests {
     #[test]
     fn process_metrics_come_from_proc() {
         let text = Metrics::new(1).encode();
-        let rss = resident_bytes().expect("linux /proc");
+        let rss = process_stats().expect("linux /proc").resident_bytes;
         assert!(rss > 1024 * 1024, "{rss}");
         assert!(text.contains("process_resident_memory_bytes "), "{text}");
         assert!(text.contains("process_cpu_seconds_total "), "{text}");

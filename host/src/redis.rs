@@ -229,6 +229,18 @@ type Outcome<T> = wasmtime::Result<Result<T, Error>>;
 
 impl RedisView<'_> {
     /// Runs one command on the guest's connection, mapping errors for the guest.
+    /// A typed call: `name` is both the Redis command and its metric label.
+    async fn call<T: redis::FromRedisValue>(
+        &mut self,
+        conn: &Resource<RedisConnection>,
+        name: &'static str,
+        args: impl FnOnce(&mut redis::Cmd) -> &mut redis::Cmd,
+    ) -> Outcome<T> {
+        let mut cmd = redis::cmd(name);
+        args(&mut cmd);
+        self.run(conn, name, &cmd).await
+    }
+
     /// `name` labels the latency and error metrics; it is the command for the
     /// typed calls and `execute` for arbitrary ones, so series stay bounded.
     async fn run<T: redis::FromRedisValue>(
@@ -315,13 +327,9 @@ impl HostConnection for RedisView<'_> {
         channel: String,
         payload: Vec<u8>,
     ) -> Outcome<()> {
-        self.run::<i64>(
-            &conn,
-            "PUBLISH",
-            redis::cmd("PUBLISH").arg(channel).arg(payload),
-        )
-        .await
-        .map(|r| r.map(drop))
+        self.call::<i64>(&conn, "PUBLISH", |c| c.arg(channel).arg(payload))
+            .await
+            .map(|r| r.map(drop))
     }
 
     async fn get(
@@ -329,7 +337,7 @@ impl HostConnection for RedisView<'_> {
         conn: Resource<RedisConnection>,
         key: String,
     ) -> Outcome<Option<Vec<u8>>> {
-        self.run(&conn, "GET", redis::cmd("GET").arg(key)).await
+        self.call(&conn, "GET", |c| c.arg(key)).await
     }
 
     async fn set(
@@ -338,17 +346,17 @@ impl HostConnection for RedisView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> Outcome<()> {
-        self.run::<Value>(&conn, "SET", redis::cmd("SET").arg(key).arg(value))
+        self.call::<Value>(&conn, "SET", |c| c.arg(key).arg(value))
             .await
             .map(|r| r.map(drop))
     }
 
     async fn incr(&mut self, conn: Resource<RedisConnection>, key: String) -> Outcome<i64> {
-        self.run(&conn, "INCR", redis::cmd("INCR").arg(key)).await
+        self.call(&conn, "INCR", |c| c.arg(key)).await
     }
 
     async fn del(&mut self, conn: Resource<RedisConnection>, keys: Vec<String>) -> Outcome<u32> {
-        self.run(&conn, "DEL", redis::cmd("DEL").arg(keys)).await
+        self.call(&conn, "DEL", |c| c.arg(keys)).await
     }
 
     async fn sadd(
@@ -357,8 +365,7 @@ impl HostConnection for RedisView<'_> {
         key: String,
         values: Vec<String>,
     ) -> Outcome<u32> {
-        self.run(&conn, "SADD", redis::cmd("SADD").arg(key).arg(values))
-            .await
+        self.call(&conn, "SADD", |c| c.arg(key).arg(values)).await
     }
 
     async fn smembers(
@@ -366,8 +373,7 @@ impl HostConnection for RedisView<'_> {
         conn: Resource<RedisConnection>,
         key: String,
     ) -> Outcome<Vec<String>> {
-        self.run(&conn, "SMEMBERS", redis::cmd("SMEMBERS").arg(key))
-            .await
+        self.call(&conn, "SMEMBERS", |c| c.arg(key)).await
     }
 
     async fn srem(
@@ -376,8 +382,7 @@ impl HostConnection for RedisView<'_> {
         key: String,
         values: Vec<String>,
     ) -> Outcome<u32> {
-        self.run(&conn, "SREM", redis::cmd("SREM").arg(key).arg(values))
-            .await
+        self.call(&conn, "SREM", |c| c.arg(key).arg(values)).await
     }
 
     async fn execute(

@@ -467,9 +467,16 @@ pub fn get(url: &str) -> Result<Reply> {
     request(&client(), "GET", url, &[])
 }
 
-/// Writes a manifest into `dir` whose component is the built ping component.
+/// Writes `text` as `dir/spin.toml`, with `{{WASM}}` standing for the built
+/// ping component and `{{MISBEHAVE_WASM}}` for the fault tests' component.
 pub fn write_manifest(dir: &Path, text: &str) -> Result<PathBuf> {
-    let text = text.replace("{{WASM}}", &component_wasm().display().to_string());
+    let mut text = text.replace("{{WASM}}", &component_wasm().display().to_string());
+    if text.contains("{{MISBEHAVE_WASM}}") {
+        text = text.replace(
+            "{{MISBEHAVE_WASM}}",
+            &misbehave_wasm().display().to_string(),
+        );
+    }
     let path = dir.join("spin.toml");
     std::fs::write(&path, text)?;
     Ok(path)

@@ -9,7 +9,7 @@ use std::thread::{JoinHandle, sleep};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
-use ping_e2e::{Host, HostConfig, Redis, client, get, misbehave_wasm, request, write_manifest};
+use ping_e2e::{Host, HostConfig, Redis, client, get, request, write_manifest};
 
 /// The tests here load the machine; run them one at a time so that one
 /// test's load does not distort another's recovery times.
@@ -223,7 +223,7 @@ redis_password = ""
 redis_db = "0"
 counter_key = "ping"
 [component.misbehave]
-source = "MISBEHAVE"
+source = "{{MISBEHAVE_WASM}}"
 "#;
 
 #[test]
@@ -231,10 +231,7 @@ fn sigterm_under_load_drains_in_flight_requests_and_corrupts_nothing() -> Result
     let _serial = serial();
     let redis = Redis::start()?;
     let dir = tempfile::tempdir()?;
-    let manifest = write_manifest(
-        dir.path(),
-        &MIXED.replace("MISBEHAVE", &misbehave_wasm().display().to_string()),
-    )?;
+    let manifest = write_manifest(dir.path(), MIXED)?;
     let config = HostConfig::for_redis(&redis).manifest(&manifest);
     let mut host = Host::start(&config)?;
     let stop = Arc::new(AtomicBool::new(false));

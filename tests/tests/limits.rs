@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use ping_e2e::{Host, HostConfig, client, free_port, get, metric, misbehave_wasm, request};
+use ping_e2e::{Host, HostConfig, client, free_port, get, metric, request, write_manifest};
 
 const MISBEHAVE: &str = r#"spin_manifest_version = 2
 [application]
@@ -17,18 +17,14 @@ name = "misbehave"
 route = "/..."
 component = "misbehave"
 [component.misbehave]
-source = "SOURCE"
+source = "{{MISBEHAVE_WASM}}"
 "#;
 
 /// ping-host serving the misbehaving component with `args`; also returns the
 /// metrics URL.
 fn misbehaving_host(args: &[&str]) -> Result<(tempfile::TempDir, Host, String)> {
     let dir = tempfile::tempdir()?;
-    let manifest = dir.path().join("spin.toml");
-    std::fs::write(
-        &manifest,
-        MISBEHAVE.replace("SOURCE", &misbehave_wasm().display().to_string()),
-    )?;
+    let manifest = write_manifest(dir.path(), MISBEHAVE)?;
     let metrics_port = free_port();
     let mut config = HostConfig::default()
         .manifest(&manifest)
