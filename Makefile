@@ -58,7 +58,7 @@ sync-monitoring: ## Copy monitoring/ rules and dashboards into the chart (helm/p
 soak: build ## Soak: /ping at half capacity for SOAK_SECS (default 600); no errors, flat memory, exact count
 	PING_SOAK_SECS=$${SOAK_SECS:-600} $(CARGO) test --release -p ping-e2e --test soak -- --nocapture
 
-cluster-test: build chart-tools ## Cluster journeys (needs a cluster with Spin nodes; see tests/cluster/run.sh)
+cluster-test: build chart-tools bench-tools ## Cluster journeys (needs a cluster with Spin nodes; see tests/cluster/run.sh)
 	tests/cluster/run.sh
 
 bench: build bench-tools ## Benchmarks: ping-host vs Redis, hyper and Flask; writes bench/results/ and BENCHMARKS.md

@@ -8,7 +8,11 @@ import copy
 import json
 import os
 import pathlib
+import re
+import shutil
+import socket
 import subprocess
+import time
 
 import kubernetes_validate
 import pytest
@@ -23,9 +27,17 @@ NAMESPACE = "ping-ns"
 # Kinds served by prometheus-operator's CRDs: kubernetes-validate does not know
 # them, so they are validated against the CRD schemas published in
 # @kubernetes-models/prometheus-operator (test_crd_objects_validate).
-CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+PROMETHEUS_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+# spin-operator's and KEDA's kinds: validated against the pinned CRDs in
+# helm/tests/crds/ (test_crds.py).
+PINNED_CRD_KINDS = {"SpinApp", "ScaledObject", "HTTPScaledObject"}
+CRD_KINDS = PROMETHEUS_KINDS | PINNED_CRD_KINDS
 SCHEMA_TOOLS = ROOT / ".tools" / "schemas"
 MONITORING = ROOT / "monitoring"
+
+
+def scenario_values(name: str) -> dict:
+    return yaml.safe_load((CHART / "ci" / f"{name}.yaml").read_text()) or {}
 
 
 def helm(*args: str) -> subprocess.CompletedProcess:
@@ -86,8 +98,7 @@ def test_objects_validate_against_kubernetes_schemas(scenario, version):
             kubernetes_validate.validate(o, version, strict=True)
         except kubernetes_validate.ValidationError as e:
             pytest.fail(f'{name}: {o["kind"]}/{o["metadata"]["name"]} is invalid for Kubernetes {version}: {e.message} at {list(e.path)}')
-    if unchecked:
-        assert name == "monitoring-values", f"{name} renders CRD objects: {unchecked}"
+    assert set(unchecked) <= CRD_KINDS, unchecked
 
 
 def validate_crds(objects: list[dict]) -> subprocess.CompletedProcess:
@@ -101,14 +112,16 @@ def validate_crds(objects: list[dict]) -> subprocess.CompletedProcess:
 
 def test_crd_objects_validate(scenario):
     name, objects = scenario
-    crds = [o for o in objects if o["kind"] in CRD_KINDS]
-    if name != "monitoring-values":
-        assert crds == [], "CRD objects only when monitoring is on"
+    crds = [o for o in objects if o["kind"] in PROMETHEUS_KINDS]
+    monitoring = scenario_values(name).get("metrics", {})
+    if not monitoring.get("serviceMonitor", {}).get("enabled") and not monitoring.get("prometheusRule", {}).get("enabled"):
+        assert crds == [], "prometheus-operator objects only when asked for"
         return
-    assert sorted(o["kind"] for o in crds) == ["PrometheusRule", "ServiceMonitor", "ServiceMonitor", "ServiceMonitor"]
+    if name == "monitoring-values":
+        assert sorted(o["kind"] for o in crds) == ["PrometheusRule", "ServiceMonitor", "ServiceMonitor", "ServiceMonitor"]
     out = validate_crds(crds)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.count(": valid") == 4
+    assert out.stdout.count(": valid") == len(crds)
 
 
 def test_the_crd_check_rejects_a_broken_object():
@@ -143,11 +156,12 @@ def test_monitoring_on_a_kube_prometheus_stack():
     assert dashboards["metadata"]["annotations"] == {"grafana_folder": "ping"}
     for path in sorted((MONITORING / "dashboards").glob("*.json")):
         assert json.loads(dashboards["data"][path.name]) == json.loads(path.read_text())
-    # Spin exports OTLP to the Collector's Service.
+    # Spin exports OTLP metrics and traces to the Collector's Service.
     app = one(objects, "Deployment", "app")["spec"]["template"]
     env = {e["name"]: e.get("value") for e in app["spec"]["containers"][0]["env"]}
     collector = services["ping-otel-collector"]
-    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://ping-otel-collector.{NAMESPACE}.svc.cluster.local:4318"
+    assert env["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"] == f"http://ping-otel-collector.{NAMESPACE}.svc.cluster.local:4318/v1/metrics"
+    assert env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == f"http://ping-otel-collector.{NAMESPACE}.svc.cluster.local:4318/v1/traces"
     assert {"name": "otlp-http", "port": 4318, "targetPort": "otlp-http", "protocol": "TCP"} in collector["spec"]["ports"]
     # Plain Prometheus: each pod's scrape annotation names a port its containers open.
     for where, o in [("app", one(objects, "Deployment", "app")), ("otel-collector", one(objects, "Deployment", "otel-collector")), ("redis", one(objects, "StatefulSet", "redis"))]:
@@ -168,11 +182,39 @@ def test_monitoring_is_opt_in():
     names = [o["metadata"]["name"] for o in objects]
     assert not any("otel-collector" in n or n.endswith("-dashboards") or n.endswith("-metrics") for n in names), names
     app = one(objects, "Deployment", "app")["spec"]["template"]
-    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in {e["name"] for e in app["spec"]["containers"][0]["env"]}
+    assert not any(e["name"].startswith("OTEL_") for e in app["spec"]["containers"][0]["env"])
     assert "annotations" not in app["metadata"]
 
 
-def test_every_pod_has_resources_probes_and_a_restricted_security_context(scenario):
+def pod_security_level(spec: dict) -> str:
+    """The strictest Pod Security Standard level a pod spec meets: "restricted",
+    "baseline" or "privileged" (the checks of
+    https://kubernetes.io/docs/concepts/security/pod-security-standards/ that a
+    chart can get wrong)."""
+    pod_sc = spec.get("securityContext", {})
+    baseline_caps = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+    if spec.get("hostNetwork") or spec.get("hostPID") or spec.get("hostIPC") or any("hostPath" in v for v in spec.get("volumes", [])):
+        return "privileged"
+    level = "restricted"
+    for c in spec["containers"]:
+        sc = c.get("securityContext", {})
+        seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {})).get("type")
+        if sc.get("privileged") or any(p.get("hostPort") for p in c.get("ports", [])) or seccomp == "Unconfined":
+            return "privileged"
+        if not set(sc.get("capabilities", {}).get("add", [])) <= baseline_caps:
+            return "privileged"
+        non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True and sc.get("runAsUser", pod_sc.get("runAsUser")) != 0
+        if not (non_root and sc.get("allowPrivilegeEscalation") is False and sc.get("capabilities", {}).get("drop") == ["ALL"]
+                and set(sc.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"} and seccomp in ("RuntimeDefault", "Localhost")):
+            level = "baseline"
+    return level
+
+
+def test_every_pod_has_resources_probes_and_a_hardened_security_context(scenario):
+    """Every pod drops every capability, forbids privilege escalation and uses
+    RuntimeDefault seccomp. Every pod but the app's is Pod Security
+    "restricted"; the app's is "baseline", because the shim needs uid 0
+    (test_the_app_pod_runs_as_root_without_capabilities)."""
     name, objects = scenario
     for where, spec in pod_specs(objects):
         pod_sc = spec.get("securityContext", {})
@@ -186,12 +228,17 @@ def test_every_pod_has_resources_probes_and_a_restricted_security_context(scenar
             sc = c["securityContext"]
             assert sc["allowPrivilegeEscalation"] is False, label
             assert sc["capabilities"]["drop"] == ["ALL"], label
-            assert pod_sc.get("runAsNonRoot", sc.get("runAsNonRoot")) is True, label
+            assert "add" not in sc["capabilities"], label
             assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", label
+        app = where == "Deployment/ping"
+        expected = "restricted" if not app or name == "restricted-values" else "baseline"
+        assert pod_security_level(spec) == expected, f"{name}: {where}"
 
 
 def test_the_app_runs_on_the_spin_shim(scenario):
     name, objects = scenario
+    if name == "spinapp-values":
+        return  # spin-operator renders the pods: test_spinapp_mode
     deployment = one(objects, "Deployment", "app")
     spec = deployment["spec"]["template"]["spec"]
     assert spec["runtimeClassName"] == "wasmtime-spin-v2"
@@ -201,26 +248,36 @@ def test_the_app_runs_on_the_spin_shim(scenario):
     assert env["SPIN_HTTP_LISTEN_ADDR"]["value"] == "0.0.0.0:8080"
     assert container["ports"][0]["containerPort"] == 8080
     assert container["livenessProbe"]["httpGet"]["path"] == "/.well-known/spin/health"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/test", "readiness checks Redis"
-    assert container["securityContext"]["readOnlyRootFilesystem"] is False, "the shim writes /spin.lock"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/.well-known/spin/health"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is False, "Spin writes /.spin, /.cache and /spin.json into the root"
     assert deployment["spec"]["minReadySeconds"] == 3
-    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 1}
     for var in ("SPIN_VARIABLE_REDIS_HOST", "SPIN_VARIABLE_REDIS_PORT", "SPIN_VARIABLE_REDIS_DB", "SPIN_VARIABLE_COUNTER_KEY"):
         assert env[var]["value"], f"{name}: {var}"
 
 
 def test_the_hpa_targets_the_app_deployment(scenario):
     name, objects = scenario
-    deployment = one(objects, "Deployment", "app")
     hpas = of_kind(objects, "HorizontalPodAutoscaler")
+    autoscalers = of_kind(objects, "ScaledObject") + of_kind(objects, "HTTPScaledObject")
+    if name in ("keda-values", "keda-http-values"):
+        assert hpas == [], "KEDA creates the HPA itself"
+        assert len(autoscalers) == 1
+        return
+    assert autoscalers == []
+    if name == "spinapp-values":
+        # spin-operator's Deployment has the SpinApp's name.
+        workload = one(objects, "SpinApp")
+        assert workload["spec"]["enableAutoscaling"] is True and "replicas" not in workload["spec"]
+    else:
+        workload = one(objects, "Deployment", "app")
     if name == "fixed-replicas-values":
         assert hpas == [], "autoscaling off: no HPA"
-        assert deployment["spec"]["replicas"] == 5
+        assert workload["spec"]["replicas"] == 5
         return
     (hpa,) = hpas
     assert hpa["apiVersion"] == "autoscaling/v2"
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment["metadata"]["name"]}
-    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": workload["metadata"]["name"]}
+    assert "replicas" not in workload["spec"], "the HPA owns the replica count"
     metrics = {m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in hpa["spec"]["metrics"]}
     assert "cpu" in metrics
     assert hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
@@ -251,17 +308,23 @@ def test_redis_is_a_statefulset_on_a_retained_pvc(scenario):
 def test_the_password_only_ever_comes_from_a_secret(scenario):
     name, objects = scenario
     secrets = {s["metadata"]["name"] for s in of_kind(objects, "Secret")}
+    values = scenario_values(name)
+    user_secrets = {values.get("redis", {}).get("auth", {}).get("existingSecret"), values.get("externalRedis", {}).get("existingSecret")} - {None}
     for where, spec in pod_specs(objects):
         for c in spec["containers"]:
             for e in c.get("env", []):
                 if "PASSWORD" in e["name"] or e["name"] == "REDISCLI_AUTH":
                     assert "value" not in e, f"{where}: {e['name']} must come from a Secret"
                     ref = e["valueFrom"]["secretKeyRef"]
-                    assert ref["name"] in secrets or name == "external-redis-values", f"{where}: {ref}"
+                    assert ref["name"] in secrets | user_secrets, f"{where}: {ref}"
             assert "requirepass" not in " ".join(c.get("command", []) + [a for a in c.get("args", []) if "printf" not in a])
     for cm in of_kind(objects, "ConfigMap"):
         for text in cm["data"].values():
             assert "requirepass " not in text.replace("include", ""), f"{cm['metadata']['name']} holds a password"
+    for app in of_kind(objects, "SpinApp"):
+        for var in app["spec"]["variables"]:
+            if "password" in var["name"]:
+                assert "value" not in var and var["valueFrom"]["secretKeyRef"]["name"] in secrets, var
     if name == "external-redis-values":
         env = {e["name"]: e for e in one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["SPIN_VARIABLE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "shared-redis", "key": "password"}
@@ -304,6 +367,7 @@ def test_redis_never_runs_without_a_usable_password(password, starts, tmp_path):
 def test_the_generated_redis_password_is_strong():
     (secret,) = of_kind(render(), "Secret")
     password = base64.b64decode(secret["data"]["redis-password"]).decode()
+    assert secret["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}, "kept on uninstall, like the PVC"
     assert len(password) == 32 and password.isalnum()
     out = helm("template", "ping", str(CHART), "--set", "redis.auth.enabled=false")
     assert out.returncode != 0, "authentication cannot be switched off"
@@ -316,6 +380,9 @@ def test_labels_and_selectors_match(scenario):
         for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "helm.sh/chart"):
             assert key in labels, f"{o['kind']}/{o['metadata']['name']} lacks {key}"
     pods = {o["metadata"]["labels"]["app.kubernetes.io/component"]: o["spec"]["template"]["metadata"]["labels"] for o in objects if o["kind"] in ("Deployment", "StatefulSet")}
+    for app in of_kind(objects, "SpinApp"):
+        # spin-operator's pods carry spec.podLabels (plus its own).
+        pods["app"] = app["spec"]["podLabels"]
 
     def selects(selector: dict, component: str) -> bool:
         return all(pods[component].get(k) == v for k, v in selector.items())
@@ -324,28 +391,56 @@ def test_labels_and_selectors_match(scenario):
         if o["kind"] in ("Deployment", "StatefulSet"):
             component = o["metadata"]["labels"]["app.kubernetes.io/component"]
             assert selects(o["spec"]["selector"]["matchLabels"], component)
-        if o["kind"] == "Service":
+        if o["kind"] == "Service" and o["spec"].get("type") != "ExternalName":
             component = o["metadata"]["labels"]["app.kubernetes.io/component"]
             # The exporter's Service selects the Redis pod, where the sidecar runs.
             component = {"redis-metrics": "redis"}.get(component, component)
             assert selects(o["spec"]["selector"], component), o["metadata"]["name"]
-        if o["kind"] == "PodDisruptionBudget":
+        if o["kind"] in ("PodDisruptionBudget", "PodMonitor"):
             assert selects(o["spec"]["selector"]["matchLabels"], "app")
         if o["kind"] == "NetworkPolicy":
             component = o["metadata"]["labels"]["app.kubernetes.io/component"]
-            assert component in ("redis", "otel-collector"), component
+            assert component in ("redis", "otel-collector", "app"), component
             assert selects(o["spec"]["podSelector"]["matchLabels"], component)
+            if component == "app":
+                continue  # test_the_app_network_policy
             service, *scrapes = o["spec"]["ingress"]
             assert [selects(f["podSelector"]["matchLabels"], "app") for f in service["from"]] == [True], f"only app pods reach {component}"
             assert not selects(service["from"][0]["podSelector"]["matchLabels"], component)
             # Any further rule admits scrapers to the metrics port, and to nothing else.
             for rule in scrapes:
                 assert [p["port"] for p in rule["ports"]] == [{"redis": 9121, "otel-collector": 8889}[component]]
-    policies = len(of_kind(objects, "NetworkPolicy"))
-    if name == "monitoring-values":
-        assert policies == 2, "Redis and the Collector each get a NetworkPolicy"
-    elif name != "external-redis-values":
-        assert policies == 1, "the NetworkPolicy is on by default"
+    policies = {o["metadata"]["labels"]["app.kubernetes.io/component"] for o in of_kind(objects, "NetworkPolicy")}
+    values = scenario_values(name)
+    expected = set() if name == "external-redis-values" else {"redis"}
+    if values.get("metrics", {}).get("enabled"):
+        expected.add("otel-collector")
+    if values.get("networkPolicy", {}).get("app", {}).get("enabled"):
+        expected.add("app")
+    assert policies == expected
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a mapping holding a key twice, as strict
+    parsers (go-yaml v3, kustomize) do."""
+
+
+def _unique_mapping(loader, node, deep=False):
+    keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
+    duplicates = {k for k in keys if keys.count(k) > 1}
+    if duplicates:
+        raise yaml.constructor.ConstructorError(None, None, f"duplicate keys {sorted(duplicates)}", node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+@pytest.mark.parametrize("values", SCENARIOS, ids=lambda p: p.stem)
+def test_rendered_yaml_has_no_duplicate_keys(values):
+    out = helm("template", "ping", str(CHART), "--namespace", NAMESPACE, "-f", str(values))
+    assert out.returncode == 0, out.stderr
+    assert list(yaml.load_all(out.stdout, Loader=UniqueKeyLoader))
 
 
 def test_no_latest_tags(scenario):
@@ -354,6 +449,8 @@ def test_no_latest_tags(scenario):
         for c in spec["containers"]:
             image = c["image"]
             assert "@sha256:" in image or (":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest")), f"{name}: {where} uses {image}"
+    for app in of_kind(objects, "SpinApp"):
+        assert "@sha256:" in app["spec"]["image"] or not app["spec"]["image"].endswith(":latest")
     if name == "ingress-tls-values":
         assert one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"].endswith("@sha256:0d48a0d307dd8b072e0ad64c26b883dabdc74f98e07482c5c690cd58ab3b1bf0")
 
@@ -361,14 +458,17 @@ def test_no_latest_tags(scenario):
 def test_ingress_with_tls(scenario):
     name, objects = scenario
     ingresses = of_kind(objects, "Ingress")
-    if name != "ingress-tls-values":
+    if not scenario_values(name).get("ingress", {}).get("enabled"):
         assert ingresses == []
         return
     (ing,) = ingresses
+    if name != "ingress-tls-values":
+        return
     assert ing["spec"]["ingressClassName"] == "nginx"
     assert ing["spec"]["tls"] == [{"hosts": ["ping.example.com"], "secretName": "ping-example-com-tls"}]
-    backend = ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
-    assert backend["name"] == one(objects, "Service", "app")["metadata"]["name"]
+    service = one(objects, "Service", "app")
+    for path in ing["spec"]["rules"][0]["http"]["paths"]:
+        assert path["backend"]["service"] == {"name": service["metadata"]["name"], "port": {"number": service["spec"]["ports"][0]["port"]}}
 
 
 def test_helm_test_pod_pings_twice():
@@ -396,3 +496,226 @@ def test_invalid_values_are_rejected_with_a_clear_message(args, mentions):
     out = helm("template", "ping", str(CHART), *args)
     assert out.returncode != 0, f"{args} was accepted"
     assert mentions in out.stderr, out.stderr
+
+
+# --- Review of 2026-11-30 (issue 12): one test per finding ------------------
+
+def app_pod(objects: list[dict]) -> dict:
+    return one(objects, "Deployment", "app")["spec"]["template"]
+
+
+def test_the_app_pod_runs_as_root_without_capabilities():
+    """containerd-shim-spin runs the Wasm app as the pod's user, and Spin
+    creates /.spin (and /.cache, /spin.json) in the root-owned container root:
+    as uid 65532 it exits with "Permission denied" (verified on the shim
+    v0.24.0). So uid 0, with nothing else granted: Pod Security "baseline"."""
+    spec = app_pod(render())["spec"]
+    pod_sc = spec["securityContext"]
+    (c,) = spec["containers"]
+    assert pod_sc["runAsUser"] == 0 and pod_sc["runAsNonRoot"] is False
+    assert pod_sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": False, "capabilities": {"drop": ["ALL"]}}
+    assert pod_security_level(spec) == "baseline"
+    # The stricter opt-in stays available, for a shim that can run as non-root.
+    restricted = app_pod(render("-f", str(CHART / "ci" / "restricted-values.yaml")))["spec"]
+    assert pod_security_level(restricted) == "restricted"
+
+
+def test_the_docs_name_the_paths_the_shim_really_writes():
+    """The shim writes /.spin, /.cache and /spin.json, not /spin.lock."""
+    for path in [CHART / "values.yaml", CHART / "README.md", ROOT / "SECURITY.md", ROOT / "README.md", ROOT / "runtime-class" / "README.md", *sorted((CHART / "templates").glob("*"))]:
+        if path.is_file():
+            assert "/spin.lock" not in path.read_text(), path
+    security = (ROOT / "SECURITY.md").read_text()
+    assert "baseline" in security and "pod-security.kubernetes.io/enforce" in security
+
+
+def test_rollouts_drop_no_requests():
+    """A new pod is ready before an old one goes; a terminating pod keeps
+    serving (the kubelet's preStop sleep) while endpoints and ingress
+    controllers forget it; the grace period covers the sleep."""
+    deployment = one(render(), "Deployment", "app")
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    spec = deployment["spec"]["template"]["spec"]
+    sleep = spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert sleep >= 5 and "exec" not in spec["containers"][0]["lifecycle"]["preStop"], "a Wasm image has no sleep binary"
+    assert spec["terminationGracePeriodSeconds"] > sleep
+    out = helm("template", "ping", str(CHART), "--set", "terminationGracePeriodSeconds=5", "--set", "preStopSleepSeconds=5")
+    assert out.returncode != 0 and "terminationGracePeriodSeconds" in out.stderr
+    off = one(render("--set", "preStopSleepSeconds=0"), "Deployment", "app")["spec"]["template"]["spec"]["containers"][0]
+    assert "lifecycle" not in off
+
+
+def test_the_cluster_journey_upgrades_with_several_replicas():
+    script = (ROOT / "tests" / "cluster" / "run.sh").read_text()
+    assert "autoscaling.minReplicas=2" in script, "the upgrade step needs >= 2 replicas to be zero-downtime"
+    assert '[ "$failures" -eq 0 ]' in script
+
+
+def test_readiness_does_not_depend_on_the_shared_redis():
+    """One Redis restart must not empty every endpoint, nor let the PDB block a
+    node drain: readiness asks only the runtime; Redis health stays in /test,
+    ping_redis_up and PingRedisDown."""
+    objects = render()
+    container = app_pod(objects)["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/.well-known/spin/health"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/.well-known/spin/health"
+    pdb = one(objects, "PodDisruptionBudget")
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    rules = yaml.safe_load((MONITORING / "rules" / "ping.rules.yml").read_text())
+    assert "PingRedisDown" in {r.get("alert") for g in rules["groups"] for r in g["rules"]}
+
+
+def test_service_links_cannot_override_spin_variables(scenario):
+    """The shim copies env vars named like app variables (REDIS_PORT, ...) over
+    SPIN_VARIABLE_*; a Service named redis would inject REDIS_PORT=tcp://..."""
+    name, objects = scenario
+    for where, spec in pod_specs(objects):
+        assert spec.get("enableServiceLinks") is False, f"{name}: {where}"
+
+
+def test_extra_env_cannot_shadow_a_spin_variable():
+    out = helm("template", "ping", str(CHART), "--set", "app.extraEnv[0].name=REDIS_PORT", "--set-string", "app.extraEnv[0].value=1")
+    assert out.returncode != 0 and "redis_port" in out.stderr
+    assert helm("template", "ping", str(CHART), "--set", "app.extraEnv[0].name=SPIN_MAX_INSTANCE_MEMORY", "--set-string", "app.extraEnv[0].value=1").returncode == 0
+
+
+# The oldest image each pin may be: Redis 7.4.6 fixes CVE-2025-49844 (Lua RCE,
+# CVSS 10), -46817/-46818/-46819, 7.4.5 CVE-2025-32023, 7.4.3 CVE-2025-21605.
+IMAGE_FLOORS = {
+    "docker.io/library/redis": (7, 4, 6),
+    "docker.io/oliver006/redis_exporter": (1, 78, 0),
+    "docker.io/otel/opentelemetry-collector-contrib": (0, 139, 0),
+    "docker.io/curlimages/curl": (8, 11, 1),
+}
+
+
+def version_of(tag: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.match(r"v?(\d+(?:\.\d+)*)", tag).group(1).split("."))
+
+
+def test_images_are_at_least_their_patched_floors():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    images = [values["redis"]["image"], values["metrics"]["redisExporter"]["image"], values["metrics"]["otelCollector"]["image"], values["tests"]["image"]]
+    assert {i["repository"] for i in images} == set(IMAGE_FLOORS)
+    for image in images:
+        assert version_of(image["tag"]) >= IMAGE_FLOORS[image["repository"]], f'{image["repository"]}:{image["tag"]} is older than its floor'
+    assert version_of("7.4.2-alpine") < IMAGE_FLOORS["docker.io/library/redis"], "the floor check compares versions"
+
+
+def test_redis_runs_without_lua(tmp_path):
+    """The rendered redis.conf, on a real redis-server: the commands ping uses
+    work, Lua (EVAL, FUNCTION, ...) is gone."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail("redis-server is missing: run scripts/install-deps.sh")
+    conf = one(render(), "ConfigMap", "redis")["data"]["redis.conf"]
+    for command in ("EVAL", "EVALSHA", "FUNCTION", "SCRIPT", "FCALL"):
+        assert f'rename-command {command} ""' in conf
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "auth.conf").write_text('requirepass "pw"\n')
+    conf = conf.replace("bind * -::*", "bind 127.0.0.1").replace("port 6379", f"port {port}").replace("dir /data", f"dir {tmp_path}").replace("/run/redis/auth.conf", str(tmp_path / "auth.conf"))
+    (tmp_path / "redis.conf").write_text(conf)
+    proc = subprocess.Popen([server, str(tmp_path / "redis.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        cli = ["redis-cli", "-p", str(port), "--no-auth-warning", "-a", "pw"]
+        for _ in range(50):
+            if subprocess.run(cli + ["ping"], capture_output=True, text=True).stdout.strip() == "PONG":
+                break
+            time.sleep(0.1)
+        assert subprocess.run(cli + ["incr", "ping"], capture_output=True, text=True).stdout.strip() == "1"
+        for command in (["eval", "return 1", "0"], ["function", "list"], ["script", "flush"]):
+            out = subprocess.run(cli + command, capture_output=True, text=True).stdout
+            assert "unknown command" in out, f"{command}: {out}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_the_chart_works_as_a_subchart(tmp_path):
+    """Helm always passes `global` to a subchart: the schema must accept it."""
+    umbrella = tmp_path / "umbrella"
+    (umbrella / "charts").mkdir(parents=True)
+    (umbrella / "templates").mkdir()
+    shutil.copytree(CHART, umbrella / "charts" / "ping")
+    (umbrella / "Chart.yaml").write_text("apiVersion: v2\nname: umbrella\nversion: 1.0.0\ndependencies:\n  - name: ping\n    version: 0.1.0\n")
+    (umbrella / "values.yaml").write_text("global:\n  imageRegistry: example.com\nping:\n  replicaCount: 2\n")
+    out = helm("template", "u", str(umbrella), "--namespace", NAMESPACE)
+    assert out.returncode == 0, out.stderr
+    kinds = [d["kind"] for d in yaml.safe_load_all(out.stdout) if d]
+    assert "Deployment" in kinds and "StatefulSet" in kinds
+    lint = helm("lint", "--strict", str(umbrella))
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_a_user_managed_redis_password_restarts_redis_and_the_app_together():
+    """GitOps: with redis.auth.existingSecret no render generates a password;
+    both pod templates carry checksum/secret, so `helm upgrade` after a
+    password change restarts Redis and the app together."""
+    objects = render("-f", str(CHART / "ci" / "existing-secret-values.yaml"))
+    assert of_kind(objects, "Secret") == []
+    app = app_pod(objects)["metadata"]["annotations"]["checksum/secret"]
+    redis = one(objects, "StatefulSet", "redis")["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
+    assert app == redis and re.fullmatch(r"[0-9a-f]{64}", app)
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    assert 'lookup "v1" "Secret"' in helpers.split('define "ping.redis.secretChecksum"')[1].split("end }}")[0]
+    external = render("-f", str(CHART / "ci" / "external-redis-values.yaml"))
+    assert "checksum/secret" in app_pod(external)["metadata"]["annotations"]
+    readme = (CHART / "README.md").read_text()
+    assert "existingSecret" in readme and "helm template" in readme and "--dry-run=server" in readme
+
+
+def redis_probe(objects: list[dict], probe: str) -> str:
+    redis = one(objects, "StatefulSet", "redis")["spec"]["template"]["spec"]
+    (container,) = [c for c in redis["containers"] if c["name"] == "redis"]
+    return container[probe]["exec"]["command"][2]
+
+
+@pytest.mark.parametrize(
+    "answer, alive, ready",
+    [("PONG", True, True), ("LOADING Redis is loading the dataset in memory", True, False), ("", False, False), ("NOAUTH Authentication required.", False, False)],
+    ids=["pong", "loading", "down", "noauth"],
+)
+def test_redis_stays_alive_while_it_loads_its_aof(answer, alive, ready, tmp_path):
+    """Runs the probes with a stand-in redis-cli: a long AOF load (LOADING) is
+    not killed by the liveness probe; only readiness needs PONG."""
+    objects = render()
+    (tmp_path / "redis-cli").write_text(f"#!/bin/sh\nprintf '%s\\n' '{answer}'\n")
+    (tmp_path / "redis-cli").chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    for probe, expected in (("livenessProbe", alive), ("readinessProbe", ready)):
+        out = subprocess.run(["sh", "-c", redis_probe(objects, probe)], env=env, capture_output=True)
+        assert (out.returncode == 0) == expected, f"{probe} on {answer!r}"
+
+
+def test_the_default_ingress_publishes_only_safe_routes():
+    """GET /del_ping resets the counter (RFC 9110: GET must be safe), and
+    /metrics and /test are internal: the default Ingress routes only /, /ping
+    and /count, exactly."""
+    objects = render("--set", "ingress.enabled=true")
+    paths = [(p["path"], p["pathType"]) for r in one(objects, "Ingress")["spec"]["rules"] for p in r["http"]["paths"]]
+    assert sorted(paths) == [("/", "Exact"), ("/count", "Exact"), ("/ping", "Exact")]
+
+
+def test_the_collector_turns_spin_spans_into_request_metrics():
+    """Cluster error and latency signals without an ingress controller: the
+    Collector's spanmetrics connector turns Spin's server spans into
+    traces_span_metrics_* by route and status code. Spin exports every 10 s,
+    and only what is used (no logs, no discarded traces)."""
+    objects = render("-f", str(CHART / "ci" / "monitoring-values.yaml"))
+    config = yaml.safe_load(one(objects, "ConfigMap", "otel-collector")["data"]["config.yaml"])
+    spanmetrics = config["connectors"]["spanmetrics"]
+    assert spanmetrics["histogram"]["unit"] == "s", "…_duration_seconds_bucket, as the rules read it"
+    assert {d["name"] for d in spanmetrics["dimensions"]} == {"http.route", "http.response.status_code"}
+    pipelines = config["service"]["pipelines"]
+    assert pipelines["traces"]["exporters"] == ["spanmetrics"]
+    assert "spanmetrics" in pipelines["metrics"]["receivers"]
+    assert set(pipelines) == {"traces", "metrics"}, "nothing is received only to be dropped"
+    assert "nop" not in config["exporters"]
+    env = {e["name"]: e.get("value") for e in app_pod(objects)["spec"]["containers"][0]["env"]}
+    assert env["OTEL_METRIC_EXPORT_INTERVAL"] == "10000"
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env, "the generic endpoint turns on Spin's log export too"
+    rules = (MONITORING / "rules" / "ping.rules.yml").read_text()
+    assert "traces_span_metrics_calls_total" in rules and "traces_span_metrics_duration_seconds_bucket" in rules

@@ -34,6 +34,14 @@ app.kubernetes.io/part-of: ping
 {{- end }}
 {{- end }}
 
+{{/* Labels of a pod template: the shared labels plus the component. The shared
+labels already hold name and instance, so the selector labels are not repeated
+(a YAML mapping must not hold a key twice). */}}
+{{- define "ping.podLabels" -}}
+{{- include "ping.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
 {{/* Selector labels of the app pods. */}}
 {{- define "ping.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "ping.name" . }}
@@ -104,5 +112,75 @@ app.kubernetes.io/component: otel-collector
 prometheus.io/scrape: "true"
 prometheus.io/port: {{ .port | quote }}
 prometheus.io/path: /metrics
+{{- end }}
+{{- end }}
+
+{{/* The app runs as a SpinApp (spin-operator renders its Deployment and Service)
+or as the chart's own Deployment. */}}
+{{- define "ping.spinApp" -}}
+{{- if eq .Values.workload "SpinApp" }}true{{ end }}
+{{- end }}
+
+{{/* The port app pods listen on: spin-operator always uses 80 (port name http-app). */}}
+{{- define "ping.appPort" -}}
+{{- if include "ping.spinApp" . }}80{{ else }}{{ .Values.containerPort }}{{ end }}
+{{- end }}
+
+{{/* The app Service's port: spin-operator's Service listens on 80. */}}
+{{- define "ping.servicePort" -}}
+{{- if include "ping.spinApp" . }}80{{ else }}{{ .Values.service.port }}{{ end }}
+{{- end }}
+
+{{/* Which autoscaler owns the replica count: "", hpa, keda or keda-http. */}}
+{{- define "ping.autoscaler" -}}
+{{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.engine }}{{ end }}
+{{- end }}
+
+{{/* The Redis password Secret, when the chart does not generate it, hashed as the
+cluster holds it: a `checksum/secret` pod annotation, so `helm upgrade` after a
+password change restarts Redis and the app together. `lookup` needs cluster
+access: under `helm template` (Argo CD) the value is constant, and a rotated
+password needs a restart of its own (see the chart README). */}}
+{{- define "ping.redis.secretChecksum" -}}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace (include "ping.redis.secretName" .) }}
+{{- $data := "" }}
+{{- if and $secret $secret.data }}{{ $data = index $secret.data (include "ping.redis.secretKey" .) | default "" }}{{ end }}
+{{- $data | sha256sum }}
+{{- end }}
+
+{{/* Whether the password comes from a Secret the user manages. */}}
+{{- define "ping.redis.userSecret" -}}
+{{- if or (not .Values.redis.enabled) .Values.redis.auth.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/* The Collector's OTLP/HTTP base URL. */}}
+{{- define "ping.otelCollector.url" -}}
+http://{{ include "ping.otelCollector.fullname" . }}.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}:4318
+{{- end }}
+
+{{/* Checks of value combinations the schema cannot express. */}}
+{{- define "ping.validate" -}}
+{{- if and .Values.preStopSleepSeconds (le (int .Values.terminationGracePeriodSeconds) (int .Values.preStopSleepSeconds)) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be above preStopSleepSeconds (%v): the kubelet kills the pod when the grace period ends, sleep included" .Values.terminationGracePeriodSeconds .Values.preStopSleepSeconds) }}
+{{- end }}
+{{- range .Values.app.extraEnv }}
+{{- if has (upper .name) (list "REDIS_HOST" "REDIS_PORT" "REDIS_PASSWORD" "REDIS_DB" "COUNTER_KEY") }}
+{{- fail (printf "app.extraEnv: %s would override the Spin variable %s (containerd-shim-spin copies env vars named like app variables); set the chart's value instead" .name (lower .name)) }}
+{{- end }}
+{{- end }}
+{{- if and (eq (include "ping.autoscaler" .) "keda") (eq .Values.autoscaling.keda.trigger "prometheus") (not .Values.metrics.enabled) }}
+{{- fail "autoscaling.keda.trigger=prometheus scales on Spin's request rate, which needs metrics.enabled=true" }}
+{{- end }}
+{{- if and (eq (include "ping.autoscaler" .) "keda-http") (not .Values.autoscaling.kedaHttp.hosts) (not .Values.ingress.enabled) }}
+{{- fail "autoscaling.engine=keda-http routes by host name: set autoscaling.kedaHttp.hosts, or enable the Ingress (its hosts are used)" }}
+{{- end }}
+{{- end }}
+
+{{/* The timing fields of a probe that a SpinApp check takes. */}}
+{{- define "ping.spinAppCheck" -}}
+{{- range $key := list "initialDelaySeconds" "periodSeconds" "timeoutSeconds" "failureThreshold" "successThreshold" }}
+{{- if hasKey $ $key }}
+{{ $key }}: {{ index $ $key }}
+{{- end }}
 {{- end }}
 {{- end }}
