@@ -719,3 +719,49 @@ def test_the_collector_turns_spin_spans_into_request_metrics():
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env, "the generic endpoint turns on Spin's log export too"
     rules = (MONITORING / "rules" / "ping.rules.yml").read_text()
     assert "traces_span_metrics_calls_total" in rules and "traces_span_metrics_duration_seconds_bucket" in rules
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_the_runtime_class_fits_the_chart_and_the_containerd_snippets(version):
+    """runtime-class/: the RuntimeClass is valid, has the chart's default name,
+    and its handler is the runtime the containerd snippets define."""
+    import tomllib
+
+    rc = yaml.safe_load((ROOT / "runtime-class" / "runtimeclass.yaml").read_text())
+    kubernetes_validate.validate(rc, version, strict=True)
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert rc["metadata"]["name"] == values["runtimeClassName"]
+    for snippet, plugin in (("containerd-config-v1.toml", "io.containerd.grpc.v1.cri"), ("containerd-config-v2.toml", "io.containerd.cri.v1.runtime")):
+        runtime = tomllib.loads((ROOT / "runtime-class" / snippet).read_text())["plugins"][plugin]["containerd"]["runtimes"][rc["handler"]]
+        assert runtime["runtime_type"] == "io.containerd.spin.v2"
+        assert "SystemdCgroup" in runtime["options"]
+    docs = (ROOT / "runtime-class" / "README.md").read_text()
+    for fact in ("Do not apply `runtimeclass.yaml`", "spin=true", "containerdConfigPatches", "cgroupDriver", "one-node cluster", "k3d cluster create", "kind create cluster", "metrics-server"):
+        assert fact in docs, fact
+
+
+def documented_values() -> list[str]:
+    return re.findall(r"^\s*# ([a-zA-Z][\w.]*) -- ", (CHART / "values.yaml").read_text(), flags=re.M)
+
+
+def test_every_value_is_documented_in_values_yaml_the_schema_and_the_chart_readme():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    documented = set(documented_values())
+    readme = (CHART / "README.md").read_text()
+
+    def leaves(tree: dict, prefix: str = ""):
+        for key, value in tree.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict) and value and f"{name}" not in documented:
+                yield from leaves(value, f"{name}.")
+            else:
+                yield name
+
+    for name in leaves(values):
+        assert name in documented, f"{name} has no `# {name} -- ...` comment in values.yaml"
+        assert f"| `{name}` |" in readme, f"{name} is missing from helm/ping/README.md's values table"
+        node = schema
+        for part in name.split("."):
+            assert part in node.get("properties", {}), f"{name} is not in values.schema.json"
+            node = node["properties"][part]
