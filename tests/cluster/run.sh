@@ -185,13 +185,16 @@ else
   wrk -t2 -c64 -d"${load_seconds}s" -H "Host: $host" "$PING_INGRESS_URL/ping" >"$work/load.txt" &
 fi
 load=$!
-peak=0
+peak=0 peak_mem=0
 while kill -0 "$load" 2>/dev/null; do
   r=$(hpa_field desiredReplicas); [ "${r:-0}" -gt "$peak" ] && peak=$r
+  # The app's memory under load (working set, from the metrics API), to size resources.limits.memory.
+  m=$(kubectl -n "$ns" top pods -l "$app_selector" --no-headers 2>/dev/null | awk '{gsub("Mi", "", $3); if ($3 > max) max = $3} END {print max + 0}')
+  [ "${m:-0}" -gt "$peak_mem" ] && peak_mem=$m
   sleep 10
 done
 wait "$load" || true
-echo "the HPA's peak desiredReplicas under load: $peak"
+echo "the HPA's peak desiredReplicas under load: $peak; the busiest app pod's peak memory: ${peak_mem}Mi (limit $(kubectl -n "$ns" get deploy "$release" -o jsonpath='{.spec.template.spec.containers[0].resources.limits.memory}'))"
 if [ "$peak" -lt 3 ]; then
   kubectl -n "$ns" describe hpa "$release" >&2
   fail "the HPA did not ask for 3 or more replicas (peak $peak; its conditions and events are above); check metrics-server and SystemdCgroup"
