@@ -765,3 +765,21 @@ def test_every_value_is_documented_in_values_yaml_the_schema_and_the_chart_readm
         for part in name.split("."):
             assert part in node.get("properties", {}), f"{name} is not in values.schema.json"
             node = node["properties"][part]
+
+
+@pytest.mark.parametrize("release", ["ping", "ping-prod", "prod", "prod-ping"])
+def test_the_alerts_match_the_objects_the_chart_names(release):
+    """PingHPAMaxedOut and PingRedisVolumeFillingUp find the HPA and the Redis
+    PVC by name, whatever the release is called."""
+    rules = (MONITORING / "rules" / "ping.rules.yml").read_text()
+    hpa_re = re.search(r'horizontalpodautoscaler=~"([^"]+)"', rules).group(1)
+    pvc_re = re.search(r'persistentvolumeclaim=~"([^"]+)"', rules).group(1)
+    out = helm("template", release, str(CHART), "--namespace", NAMESPACE)
+    assert out.returncode == 0, out.stderr
+    objects = [d for d in yaml.safe_load_all(out.stdout) if d]
+    hpa = one(objects, "HorizontalPodAutoscaler")["metadata"]["name"]
+    sts = one(objects, "StatefulSet", "redis")
+    pvc = f'{sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]}-{sts["metadata"]["name"]}-0'
+    assert re.fullmatch(hpa_re, hpa), hpa
+    assert re.fullmatch(pvc_re, pvc), pvc
+    assert not re.fullmatch(hpa_re, "pingpong") and not re.fullmatch(pvc_re, "data-postgres-0")
