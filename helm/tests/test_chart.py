@@ -783,3 +783,13 @@ def test_the_alerts_match_the_objects_the_chart_names(release):
     assert re.fullmatch(hpa_re, hpa), hpa
     assert re.fullmatch(pvc_re, pvc), pvc
     assert not re.fullmatch(hpa_re, "pingpong") and not re.fullmatch(pvc_re, "data-postgres-0")
+
+
+def test_service_monitors_take_relabelings_and_honor_labels():
+    objects = render("-f", str(CHART / "ci" / "monitoring-values.yaml"), "--set", "metrics.serviceMonitor.honorLabels=true")
+    monitors = of_kind(objects, "ServiceMonitor")
+    assert len(monitors) == 3
+    for monitor in monitors:
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint["honorLabels"] is True
+        assert endpoint["metricRelabelings"] == [{"sourceLabels": ["__name__"], "regex": "go_.*", "action": "drop"}]

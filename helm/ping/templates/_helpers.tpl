@@ -184,3 +184,16 @@ http://{{ include "ping.otelCollector.fullname" . }}.{{ .Release.Namespace }}.sv
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* honorLabels and relabelings shared by every scrape endpoint. */}}
+{{- define "ping.serviceMonitor.endpointExtras" -}}
+honorLabels: {{ .Values.metrics.serviceMonitor.honorLabels }}
+{{- with .Values.metrics.serviceMonitor.relabelings }}
+relabelings:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.metrics.serviceMonitor.metricRelabelings }}
+metricRelabelings:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
