@@ -262,6 +262,10 @@ def test_the_app_network_policy():
     dns = [r for r in spec["egress"] if r["ports"][0]["port"] == 53][0]
     assert {p["protocol"] for p in dns["ports"]} == {"UDP", "TCP"}
     assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    # An external Redis is reached on its port.
+    external = render("-f", str(CHART / "ci" / "external-redis-values.yaml"), "--set", "networkPolicy.app.enabled=true")
+    (policy,) = of_kind(external, "NetworkPolicy")
+    assert {"ports": [{"port": 6380, "protocol": "TCP"}]} in policy["spec"]["egress"]
     # Off by default: the app pods stay open to the cluster unless asked.
     assert [p for p in of_kind(render(), "NetworkPolicy") if p["metadata"]["labels"]["app.kubernetes.io/component"] == "app"] == []
 
