@@ -1,16 +1,16 @@
 //! `ping-host`: run a Spin HTTP app locally, the way `spin up` would.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
-use ping_host::engine::{self, EngineOptions, default_cache_dir};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ping_host::engine::EngineArgs;
+use ping_host::http::{HttpArgs, HttpServer, Settings, metrics_endpoint};
 use ping_host::oci::{self, Access};
-use ping_host::redis::Timeouts;
-use ping_host::server::{RequestLimits, Runtime, Settings};
+use ping_host::spin::redis::{RedisArgs, Timeouts};
 use ping_host::{manifest, variables};
 
 #[derive(Parser)]
@@ -20,6 +20,9 @@ use ping_host::{manifest, variables};
     about = "A Spin-compatible local runtime for the ping component"
 )]
 struct Cli {
+    /// Log format: `text` (plain unless standard error is a terminal) or `json`.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the app described by a Spin manifest, or pulled from a registry.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Push the app as a Spin OCI artifact, as `spin registry push` does.
     Push(PushArgs),
 }
@@ -105,155 +108,115 @@ struct UpArgs {
     from_registry: Option<String>,
     #[command(flatten)]
     registry: RegistryArgs,
-    /// Address to serve HTTP on.
-    #[arg(long, default_value = "127.0.0.1:3000", env = "SPIN_HTTP_LISTEN_ADDR")]
-    listen: SocketAddr,
     /// Set an application variable: NAME=VALUE, or NAME=@FILE to read the value from a file.
     /// Takes precedence over SPIN_VARIABLE_<NAME> and the manifest default.
     #[arg(long = "variable", value_name = "NAME=VALUE")]
     variables: Vec<String>,
-    /// Where compiled components are cached [default: $XDG_CACHE_HOME/ping-host or ~/.cache/ping-host].
-    #[arg(long)]
-    cache_dir: Option<PathBuf>,
-    /// Compile every start instead of using the compilation cache.
-    #[arg(long)]
-    no_cache: bool,
-    /// Instances that may run at once (the size of the instance pool).
-    #[arg(long, default_value_t = engine::DEFAULT_MAX_INSTANCES)]
-    max_instances: u32,
-    /// Linear-memory limit of one instance, in MiB.
-    #[arg(long, default_value_t = engine::DEFAULT_MAX_MEMORY_MIB)]
-    max_instance_memory_mib: usize,
-    /// KiB of each pooled instance's memory and tables kept mapped between requests.
-    #[arg(long, default_value_t = engine::DEFAULT_KEEP_RESIDENT_KIB)]
-    instance_keep_resident_kib: usize,
-    /// Redis connect timeout, in milliseconds.
-    #[arg(long, default_value_t = 2000)]
-    redis_connect_timeout_ms: u64,
-    /// Redis command timeout, in milliseconds.
-    #[arg(long, default_value_t = 3000)]
-    redis_response_timeout_ms: u64,
-    /// How long shutdown waits for in-flight requests, in seconds.
-    #[arg(long, default_value_t = 30)]
-    drain_secs: u64,
-    /// Wall-clock budget of one request, in seconds; a component still running
-    /// after it is stopped and the client gets 504.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
-    request_timeout_secs: u64,
-    /// How long a request waits for a free instance when all --max-instances
-    /// are busy, in milliseconds, before it gets 503 with Retry-After.
-    #[arg(long, default_value_t = 1000)]
-    queue_wait_ms: u64,
-    /// Largest request body accepted, in KiB (413 beyond).
-    #[arg(long, default_value_t = 1024)]
-    max_body_kib: u64,
-    /// Largest request head (request line and headers), in KiB (431 beyond).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(8..=1024))]
-    max_header_kib: u64,
-    /// Time a client has to send a complete request head, in seconds.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    header_read_timeout_secs: u64,
-    /// Serve Prometheus metrics on this address (GET /metrics), apart from the app's port.
-    #[arg(long, value_name = "ADDR", env = "PING_HOST_METRICS_LISTEN")]
-    metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    http: HttpArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    redis: RedisArgs,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines; coloured only when standard error is a terminal.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     match cli.command {
-        Command::Up(args) => up(args),
+        Command::Up(args) => up(*args),
         Command::Push(args) => push(args),
     }
 }
 
+/// Logs go to standard error, filtered by `RUST_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
 fn up(args: UpArgs) -> Result<()> {
-    let cache_dir = if args.no_cache {
-        None
-    } else {
-        args.cache_dir.clone().or_else(default_cache_dir)
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (app, image_digest) = match &args.from_registry {
-        Some(reference) => {
-            let access = args.registry.access()?;
-            let blobs = args
-                .cache_dir
-                .clone()
-                .or_else(default_cache_dir)
-                .context("no cache directory for pulled blobs: pass --cache-dir")?;
-            let pulled = runtime.block_on(oci::pull(reference, &access, &blobs))?;
-            tracing::info!(reference, digest = %pulled.digest, "pulled");
-            (pulled.app, Some(pulled.digest))
-        }
-        None => (manifest::load(&args.manifest)?, None),
-    };
+    let (app, image_digest) = runtime.block_on(load_app(&args))?;
     let vars =
         variables::Resolved::resolve(&app.variables, &args.variables, |k| std::env::var(k).ok())?;
     let settings = Settings {
-        engine: EngineOptions {
-            max_instances: args.max_instances,
-            max_memory: args.max_instance_memory_mib.saturating_mul(1024 * 1024),
-            keep_resident: args.instance_keep_resident_kib.saturating_mul(1024),
-        },
-        cache_dir,
+        engine: args.engine.options(),
+        redis: Timeouts::from(&args.redis),
+        limits: args.http.limits(),
         image_digest,
-        redis: Timeouts {
-            connect: Duration::from_millis(args.redis_connect_timeout_ms),
-            response: Duration::from_millis(args.redis_response_timeout_ms),
-        },
-        drain: Duration::from_secs(args.drain_secs),
-        limits: RequestLimits {
-            deadline: Duration::from_secs(args.request_timeout_secs),
-            queue_wait: Duration::from_millis(args.queue_wait_ms),
-            max_body: args.max_body_kib.saturating_mul(1024),
-            max_head: (args.max_header_kib * 1024) as usize,
-            head_timeout: Duration::from_secs(args.header_read_timeout_secs),
-        },
     };
     runtime.block_on(async move {
         let started = std::time::Instant::now();
-        let app_runtime = Arc::new(Runtime::new(&app, &vars, &settings)?);
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let server = Arc::new(HttpServer::new(&app, &vars, &settings)?);
+        let listener = bind(args.http.listen, "--listen").await?;
         let local = listener.local_addr()?;
         let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-        if let Some(addr) = args.metrics_listen {
-            let metrics_listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("--metrics-listen: cannot listen on {addr}"))?;
+        if let Some(addr) = args.http.metrics_listen {
+            let metrics_listener = bind(addr, "--metrics-listen").await?;
             tracing::info!(
                 "metrics on http://{}/metrics",
                 metrics_listener.local_addr()?
             );
-            tokio::spawn(ping_host::metrics::serve(
-                app_runtime.metrics(),
+            let stopped = async move {
+                let _ = metrics_stopped.await;
+            };
+            tokio::spawn(metrics_endpoint::serve(
+                server.metrics(),
                 metrics_listener,
-                async move {
-                    let _ = metrics_stopped.await;
-                },
+                stopped,
             ));
         }
-        for (route, component) in app_runtime.routes() {
+        for (route, component) in server.routes() {
             tracing::info!(route, component, "route");
         }
         tracing::info!(app = %app.name, ready_in = ?started.elapsed(), "serving on http://{local}");
-        let served = app_runtime
-            .serve(listener, shutdown_signal(), settings.drain)
+        let served = server
+            .serve(listener, shutdown_signal(), args.http.drain())
             .await;
         // Metrics stay up while requests drain, so the drain itself is visible.
         let _ = stop_metrics.send(());
         served
     })
+}
+
+/// The app from `--manifest`, or pulled from `--from-registry` (with its digest).
+async fn load_app(args: &UpArgs) -> Result<(ping_host::app::App, Option<String>)> {
+    let Some(reference) = &args.from_registry else {
+        return Ok((manifest::load(&args.manifest)?, None));
+    };
+    let access = args.registry.access()?;
+    let blobs = args
+        .engine
+        .cache_dir()
+        .context("no cache directory for pulled blobs: pass --cache-dir")?;
+    let pulled = oci::pull(reference, &access, &blobs).await?;
+    tracing::info!(reference, digest = %pulled.digest, "pulled");
+    Ok((pulled.app, Some(pulled.digest)))
+}
+
+async fn bind(addr: SocketAddr, flag: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{flag}: cannot listen on {addr}"))
 }
 
 fn push(args: PushArgs) -> Result<()> {

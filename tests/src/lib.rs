@@ -467,15 +467,24 @@ pub fn get(url: &str) -> Result<Reply> {
     request(&client(), "GET", url, &[])
 }
 
-/// Writes `text` as `dir/spin.toml`, with `{{WASM}}` standing for the built
-/// ping component and `{{MISBEHAVE_WASM}}` for the fault tests' component.
+/// The text of `tests/fixtures/<name>.toml`, the test manifests shared by the
+/// end-to-end tests (placeholders not yet replaced).
+pub fn fixture(name: &str) -> Result<String> {
+    let path = root().join("tests/fixtures").join(format!("{name}.toml"));
+    std::fs::read_to_string(&path).with_context(|| format!("fixture {}", path.display()))
+}
+
+/// Writes fixture `name` as `dir/spin.toml` (see [`write_manifest`]).
+pub fn write_fixture(dir: &Path, name: &str) -> Result<PathBuf> {
+    write_manifest(dir, &fixture(name)?)
+}
+
+/// Writes `text` as `dir/spin.toml`, with `@WASM@` standing for the built
+/// ping component and `@MISBEHAVE_WASM@` for the fault tests' component.
 pub fn write_manifest(dir: &Path, text: &str) -> Result<PathBuf> {
-    let mut text = text.replace("{{WASM}}", &component_wasm().display().to_string());
-    if text.contains("{{MISBEHAVE_WASM}}") {
-        text = text.replace(
-            "{{MISBEHAVE_WASM}}",
-            &misbehave_wasm().display().to_string(),
-        );
+    let mut text = text.replace("@WASM@", &component_wasm().display().to_string());
+    if text.contains("@MISBEHAVE_WASM@") {
+        text = text.replace("@MISBEHAVE_WASM@", &misbehave_wasm().display().to_string());
     }
     let path = dir.join("spin.toml");
     std::fs::write(&path, text)?;

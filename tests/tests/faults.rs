@@ -9,7 +9,7 @@ use std::thread::{JoinHandle, sleep};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
-use ping_e2e::{Host, HostConfig, Redis, client, get, request, write_manifest};
+use ping_e2e::{Host, HostConfig, Redis, client, get, request, write_fixture};
 
 /// The tests here load the machine; run them one at a time so that one
 /// test's load does not distort another's recovery times.
@@ -202,36 +202,12 @@ fn a_frozen_redis_gives_bounded_503s_then_recovers() -> Result<()> {
     Ok(())
 }
 
-const MIXED: &str = r#"spin_manifest_version = 2
-[application]
-name = "ping"
-[variables]
-redis_port = { required = true }
-[[trigger.http]]
-route = "/ping"
-component = "ping"
-[[trigger.http]]
-route = "/sleep"
-component = "misbehave"
-[component.ping]
-source = "{{WASM}}"
-allowed_outbound_hosts = ["redis://127.0.0.1:{{ redis_port }}"]
-[component.ping.variables]
-redis_host = "127.0.0.1"
-redis_port = "{{ redis_port }}"
-redis_password = ""
-redis_db = "0"
-counter_key = "ping"
-[component.misbehave]
-source = "{{MISBEHAVE_WASM}}"
-"#;
-
 #[test]
 fn sigterm_under_load_drains_in_flight_requests_and_corrupts_nothing() -> Result<()> {
     let _serial = serial();
     let redis = Redis::start()?;
     let dir = tempfile::tempdir()?;
-    let manifest = write_manifest(dir.path(), MIXED)?;
+    let manifest = write_fixture(dir.path(), "ping-and-misbehave")?;
     let config = HostConfig::for_redis(&redis).manifest(&manifest);
     let mut host = Host::start(&config)?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -8,23 +8,13 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use ping_e2e::{Host, HostConfig, client, free_port, get, metric, request, write_manifest};
-
-const MISBEHAVE: &str = r#"spin_manifest_version = 2
-[application]
-name = "misbehave"
-[[trigger.http]]
-route = "/..."
-component = "misbehave"
-[component.misbehave]
-source = "{{MISBEHAVE_WASM}}"
-"#;
+use ping_e2e::{Host, HostConfig, client, free_port, get, metric, request, write_fixture};
 
 /// ping-host serving the misbehaving component with `args`; also returns the
 /// metrics URL.
 fn misbehaving_host(args: &[&str]) -> Result<(tempfile::TempDir, Host, String)> {
     let dir = tempfile::tempdir()?;
-    let manifest = write_manifest(dir.path(), MISBEHAVE)?;
+    let manifest = write_fixture(dir.path(), "misbehave")?;
     let metrics_port = free_port();
     let mut config = HostConfig::default()
         .manifest(&manifest)

@@ -1,6 +1,6 @@
 //! Bad manifests and unsupported components stop start-up with a clear message.
 
-use ping_e2e::{HostConfig, write_manifest};
+use ping_e2e::{HostConfig, fixture, write_manifest};
 
 fn start_with(text: &str) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;
@@ -10,16 +10,6 @@ fn start_with(text: &str) -> anyhow::Result<String> {
     assert!(!stderr.contains("panicked"), "no panic: {stderr}");
     Ok(stderr)
 }
-
-const VALID: &str = r#"spin_manifest_version = 2
-[application]
-name = "ping"
-[[trigger.http]]
-route = "/"
-component = "ping"
-[component.ping]
-source = "{{WASM}}"
-"#;
 
 #[test]
 fn toml_syntax_errors_point_at_the_line() -> anyhow::Result<()> {
@@ -33,7 +23,7 @@ fn toml_syntax_errors_point_at_the_line() -> anyhow::Result<()> {
 
 #[test]
 fn a_missing_component_file_is_named() -> anyhow::Result<()> {
-    let stderr = start_with(&VALID.replace("{{WASM}}", "nowhere/ping.wasm"))?;
+    let stderr = start_with(&fixture("minimal")?.replace("@WASM@", "nowhere/ping.wasm"))?;
     assert!(
         stderr.contains("component.ping.source") && stderr.contains("nowhere/ping.wasm"),
         "{stderr}"
@@ -44,7 +34,8 @@ fn a_missing_component_file_is_named() -> anyhow::Result<()> {
 #[test]
 fn unsupported_trigger_types_are_refused() -> anyhow::Result<()> {
     let stderr = start_with(&format!(
-        "{VALID}[[trigger.redis]]\nchannel = \"c\"\ncomponent = \"ping\"\n"
+        "{}[[trigger.redis]]\nchannel = \"c\"\ncomponent = \"ping\"\n",
+        fixture("minimal")?
     ))?;
     assert!(
         stderr.contains("trigger type `redis`") && stderr.contains("HTTP triggers only"),
@@ -55,7 +46,7 @@ fn unsupported_trigger_types_are_refused() -> anyhow::Result<()> {
 
 #[test]
 fn unsupported_keys_are_named() -> anyhow::Result<()> {
-    let stderr = start_with(&format!("{VALID}files = [\"static/\"]\n"))?;
+    let stderr = start_with(&format!("{}files = [\"static/\"]\n", fixture("minimal")?))?;
     assert!(stderr.contains("files"), "{stderr}");
     Ok(())
 }
@@ -87,7 +78,7 @@ fn a_component_importing_an_unsupported_interface_is_rejected() -> anyhow::Resul
     let manifest = dir.path().join("spin.toml");
     std::fs::write(
         &manifest,
-        VALID.replace("{{WASM}}", &path.display().to_string()),
+        fixture("minimal")?.replace("@WASM@", &path.display().to_string()),
     )?;
     let (status, stderr) = HostConfig::default().manifest(manifest).run_to_exit()?;
     assert!(!status.success());

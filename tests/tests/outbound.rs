@@ -1,30 +1,6 @@
 //! allowed_outbound_hosts is enforced, and secrets stay out of the logs.
 
-use ping_e2e::{Host, HostConfig, Redis, get, write_manifest};
-
-const MANIFEST: &str = r#"spin_manifest_version = 2
-[application]
-name = "ping"
-[variables]
-redis_host = { default = "127.0.0.1" }
-redis_port = { default = "6379" }
-redis_password = { default = "", secret = true }
-redis_db = { default = "0" }
-counter_key = { default = "ping" }
-allowed = { default = "redis://127.0.0.1:6379" }
-[[trigger.http]]
-route = "/..."
-component = "ping"
-[component.ping]
-source = "{{WASM}}"
-allowed_outbound_hosts = ["{{ allowed }}"]
-[component.ping.variables]
-redis_host = "{{ redis_host }}"
-redis_port = "{{ redis_port }}"
-redis_password = "{{ redis_password }}"
-redis_db = "{{ redis_db }}"
-counter_key = "{{ counter_key }}"
-"#;
+use ping_e2e::{Host, HostConfig, Redis, get, write_fixture};
 
 fn host_allowing(
     redis: &Redis,
@@ -32,7 +8,7 @@ fn host_allowing(
     extra: &[&str],
 ) -> anyhow::Result<(tempfile::TempDir, Host)> {
     let dir = tempfile::tempdir()?;
-    let manifest = write_manifest(dir.path(), MANIFEST)?;
+    let manifest = write_fixture(dir.path(), "allowed-from-variable")?;
     let mut config = HostConfig::for_redis(redis)
         .manifest(manifest)
         .arg("--variable")
@@ -126,7 +102,7 @@ fn allowed_outbound_hosts_cannot_be_bypassed_through_the_component() -> anyhow::
     ];
     for (host_var, port_var) in tricks {
         let dir = tempfile::tempdir()?;
-        let manifest = write_manifest(dir.path(), MANIFEST)?;
+        let manifest = write_fixture(dir.path(), "allowed-from-variable")?;
         let host = Host::start(
             &HostConfig::default()
                 .manifest(manifest)

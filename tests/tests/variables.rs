@@ -1,6 +1,6 @@
 //! Spin variable precedence: --variable > SPIN_VARIABLE_<NAME> > manifest default.
 
-use ping_e2e::{Host, HostConfig, Redis, get, write_manifest};
+use ping_e2e::{Host, HostConfig, Redis, get, write_fixture};
 
 fn ping_once(config: &HostConfig) -> anyhow::Result<()> {
     let host = Host::start(config)?;
@@ -49,22 +49,7 @@ fn spin_variable_env_points_the_app_at_another_redis() -> anyhow::Result<()> {
 #[test]
 fn a_missing_required_variable_stops_start_up_naming_it() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let manifest = write_manifest(
-        dir.path(),
-        r#"spin_manifest_version = 2
-[application]
-name = "ping"
-[variables]
-redis_password = { required = true, secret = true }
-[[trigger.http]]
-route = "/ping"
-component = "ping"
-[component.ping]
-source = "{{WASM}}"
-[component.ping.variables]
-redis_password = "{{ redis_password }}"
-"#,
-    )?;
+    let manifest = write_fixture(dir.path(), "required-secret")?;
     let (status, stderr) = HostConfig::default().manifest(manifest).run_to_exit()?;
     assert!(!status.success());
     assert!(

@@ -4,8 +4,8 @@
 //! untrusted input, kept free of wasmtime so that it can be fuzzed quickly
 //! (see `fuzz/`).
 
+pub mod allowed_hosts;
 pub mod app;
 pub mod manifest;
-pub mod outbound;
 pub mod routing;
 pub mod variables;

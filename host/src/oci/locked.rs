@@ -13,6 +13,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::digest::digest_of;
 use crate::app::{App, Component, HttpTrigger, Source, VariableDecl};
 
 /// Content of this size or smaller is inlined in the locked app, not pushed as a layer.
@@ -112,11 +113,6 @@ pub enum LockedError {
     Blob { id: String, message: String },
     #[error("trigger `{trigger}` names component `{component}`, which the app does not define")]
     UnknownComponent { trigger: String, component: String },
-}
-
-/// `sha256:<hex>` of `bytes`, the OCI digest form.
-pub fn digest_of(bytes: &[u8]) -> String {
-    format!("sha256:{}", crate::engine::sha256_hex(bytes))
 }
 
 /// Builds the locked app for `app`, given each component's Wasm (by id).

@@ -3,7 +3,8 @@
 //! the locked app, and a standard image config labelled with the locked app's
 //! digest.
 
-pub mod auth;
+mod auth;
+mod digest;
 pub mod locked;
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,7 +18,7 @@ use oci_client::{Client, Reference, RegistryOperation};
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
-use locked::digest_of;
+use digest::digest_of;
 
 pub const WASM_LAYER: &str = "application/vnd.wasm.content.layer.v1+wasm";
 pub const LOCKED_APP: &str = "application/vnd.fermyon.spin.application.v1+config";

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ping_manifest::outbound::{AllowedHosts, Destination, canonical_host};
+use ping_manifest::allowed_hosts::{AllowedHosts, Destination, canonical_host};
 
 fuzz_target!(|input: (Vec<String>, String, String, u16)| {
     let (entries, scheme, host, port) = input;

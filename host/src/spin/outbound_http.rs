@@ -6,11 +6,19 @@ use std::sync::Arc;
 
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::outbound::{AllowedHosts, Destination, canonical_host, default_port};
+use crate::allowed_hosts::{AllowedHosts, Destination, canonical_host, default_port};
 
+/// The `wasi:http` hooks of one instance: its component's allow-list.
 pub struct OutboundHttp {
-    pub allowed: Arc<AllowedHosts>,
-    pub component: Arc<str>,
+    allowed: Arc<AllowedHosts>,
+    component: Arc<str>,
+}
+
+impl OutboundHttp {
+    /// Hooks that let `component` reach only `allowed`.
+    pub fn new(allowed: Arc<AllowedHosts>, component: Arc<str>) -> Self {
+        OutboundHttp { allowed, component }
+    }
 }
 
 type SendFuture = Box<

@@ -1,0 +1,124 @@
+//! Loading a component: read its Wasm, compile it (or take it from the
+//! compilation cache), link it against the host's interfaces and check that it
+//! is an HTTP component, with errors that name the component.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use wasmtime::component::Component;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use super::{Engine, HostState};
+use crate::allowed_hosts::AllowedHosts;
+use crate::app::{App, Source};
+use crate::spin::outbound_http::OutboundHttp;
+use crate::spin::redis::{RedisCtx, SharedConnections};
+use crate::variables::{ComponentVariables, Resolved};
+
+/// What every instance of one component gets from the host.
+pub struct ComponentEnv {
+    /// The component's variables, resolved and expanded.
+    pub variables: Arc<ComponentVariables>,
+    /// The component's `allowed_outbound_hosts`, expanded and parsed.
+    pub allowed: Arc<AllowedHosts>,
+    /// The process-wide Redis connections.
+    pub redis: Arc<SharedConnections>,
+}
+
+/// One component, compiled, linked and ready to instantiate per request.
+pub struct ComponentPre {
+    id: Arc<str>,
+    pre: ProxyPre<HostState>,
+    env: ComponentEnv,
+}
+
+impl ComponentPre {
+    /// The component's id (`[component.<id>]`).
+    pub fn id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    /// The pre-linked instance, for `instantiate_async`.
+    pub fn pre(&self) -> &ProxyPre<HostState> {
+        &self.pre
+    }
+
+    /// Fresh store data for one instance.
+    pub(super) fn instance_state(&self, max_memory: usize) -> HostState {
+        let env = &self.env;
+        HostState::new(
+            RedisCtx::new(env.redis.clone(), env.allowed.clone(), self.id.clone()),
+            env.variables.clone(),
+            OutboundHttp::new(env.allowed.clone(), self.id.clone()),
+            max_memory,
+        )
+    }
+}
+
+impl Engine {
+    /// Loads component `id` of `app` with its variables and allow-list
+    /// resolved from `vars`. Every configuration problem surfaces here.
+    pub fn prepare(
+        &self,
+        app: &App,
+        id: &str,
+        vars: &Resolved,
+        redis: &Arc<SharedConnections>,
+    ) -> Result<ComponentPre> {
+        let spec = app
+            .components
+            .get(id)
+            .with_context(|| format!("no component `{id}`"))?;
+        let expanded = spec
+            .allowed_outbound_hosts
+            .iter()
+            .map(|h| vars.expand(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let allowed =
+            AllowedHosts::parse(&expanded).with_context(|| format!("[component.{id}]"))?;
+        let env = ComponentEnv {
+            variables: Arc::new(ComponentVariables::for_component(app, id, vars)?),
+            allowed: Arc::new(allowed),
+            redis: redis.clone(),
+        };
+        self.link(id, &spec.source, env)
+    }
+
+    /// Compiles (or loads from the cache) and links the component at `source`.
+    pub fn link(&self, id: &str, source: &Source, env: ComponentEnv) -> Result<ComponentPre> {
+        let compiled = self.compile(id, source)?;
+        // wasmtime's link error names the first import it cannot satisfy.
+        let pre = self
+            .linker
+            .instantiate_pre(&compiled)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "component `{id}` imports an interface that ping-host does not provide \
+                     (it provides WASI 0.2, wasi:http 0.2, fermyon:spin/redis@2.0.0 and fermyon:spin/variables@2.0.0)"
+                )
+            })?;
+        let pre = ProxyPre::new(pre).map_err(anyhow::Error::from).with_context(|| {
+            format!("component `{id}` does not export wasi:http/incoming-handler@0.2.x: is it an HTTP component?")
+        })?;
+        Ok(ComponentPre {
+            id: id.into(),
+            pre,
+            env,
+        })
+    }
+
+    /// The compiled component; wasmtime's cache (when configured) makes a
+    /// second start with the same Wasm and engine settings skip Cranelift.
+    fn compile(&self, id: &str, source: &Source) -> Result<Component> {
+        let wasm = source
+            .load()
+            .with_context(|| format!("component `{id}`: cannot read {source}"))?;
+        if !wasm.starts_with(b"\0asm") {
+            bail!("component `{id}`: {source} is not a WebAssembly file");
+        }
+        Component::new(&self.engine, &wasm)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("component `{id}`: cannot compile it"))
+    }
+}

@@ -1,0 +1,250 @@
+//! The wasmtime lifecycle, owned in one place as spin-core's engine and store
+//! builders own it: the engine's configuration (pooling allocator,
+//! copy-on-write memory images, the compilation cache), the epoch ticker that
+//! lives as long as the engine, the linker holding exactly the interfaces
+//! ping-host implements, component loading ([`ComponentPre`]), and
+//! [`Engine::new_store`], the only way to get a store, which installs the
+//! limiter and the epoch deadline so no caller can forget either.
+//!
+//! Compiling the ~200 KB component with Cranelift takes far longer than serving
+//! thousands of requests, so it happens once per (Wasm, engine settings) and
+//! later starts load the cached machine code. Each request then instantiates
+//! from a pre-linked `InstancePre` into a pooled slot whose linear memory is
+//! initialised copy-on-write, which costs microseconds.
+
+mod component;
+mod limits;
+mod state;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmtime::component::Linker;
+use wasmtime::{
+    Cache, CacheConfig, Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+};
+
+pub use self::component::{ComponentEnv, ComponentPre};
+pub use self::limits::MemoryLimitExceeded;
+pub use self::state::HostState;
+use crate::spin;
+
+/// How often the engine's epoch advances. A running guest yields to the async
+/// runtime at every tick, so a guest that never returns cannot pin a worker
+/// thread, and the request deadline (a timer) can stop it. The tick is short
+/// because tokio polls for new I/O only every few dozen task polls: with
+/// guests spinning in 10 ms slices, new connections waited up to ~0.6 s.
+/// A ping request runs for tens of microseconds, so few ever reach a tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Engine sizing and caching.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Instances that may exist at once (the pool's size).
+    pub max_instances: u32,
+    /// Linear-memory limit of one instance, in bytes.
+    pub max_memory: usize,
+    /// Bytes of each pooled memory and table kept mapped between instances
+    /// and reset by copying, instead of being unmapped and faulted in again.
+    pub keep_resident: usize,
+    /// Where compiled components are cached; `None` compiles at every start.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl EngineOptions {
+    /// Default pool size (`--max-instances`).
+    pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+    /// Default linear-memory limit, MiB (`--max-instance-memory-mib`).
+    pub const DEFAULT_MAX_MEMORY_MIB: usize = 256;
+    /// Default keep-resident size, KiB (`--instance-keep-resident-kib`).
+    pub const DEFAULT_KEEP_RESIDENT_KIB: usize = 256;
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_instances: Self::DEFAULT_MAX_INSTANCES,
+            max_memory: Self::DEFAULT_MAX_MEMORY_MIB * 1024 * 1024,
+            keep_resident: Self::DEFAULT_KEEP_RESIDENT_KIB * 1024,
+            cache_dir: None,
+        }
+    }
+}
+
+/// `ping-host up`'s engine flags.
+#[derive(Debug, clap::Args)]
+pub struct EngineArgs {
+    /// Instances that may run at once (the size of the instance pool).
+    #[arg(long, default_value_t = EngineOptions::DEFAULT_MAX_INSTANCES)]
+    pub max_instances: u32,
+    /// Linear-memory limit of one instance, in MiB.
+    #[arg(long, default_value_t = EngineOptions::DEFAULT_MAX_MEMORY_MIB)]
+    pub max_instance_memory_mib: usize,
+    /// KiB of each pooled instance's memory and tables kept mapped between requests.
+    #[arg(long, default_value_t = EngineOptions::DEFAULT_KEEP_RESIDENT_KIB)]
+    pub instance_keep_resident_kib: usize,
+    /// Where compiled components (and pulled blobs) are cached [default: $XDG_CACHE_HOME/ping-host or ~/.cache/ping-host].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every start instead of using the compilation cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl EngineArgs {
+    /// The cache directory: `--cache-dir`, else the default one.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        self.cache_dir.clone().or_else(default_cache_dir)
+    }
+
+    /// The options these flags choose.
+    pub fn options(&self) -> EngineOptions {
+        EngineOptions {
+            max_instances: self.max_instances,
+            max_memory: self.max_instance_memory_mib.saturating_mul(1024 * 1024),
+            keep_resident: self.instance_keep_resident_kib.saturating_mul(1024),
+            cache_dir: if self.no_cache {
+                None
+            } else {
+                self.cache_dir()
+            },
+        }
+    }
+}
+
+/// The default cache directory: `$XDG_CACHE_HOME/ping-host` or `~/.cache/ping-host`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("ping-host"))
+}
+
+/// One wasmtime engine per process, with its linker and epoch ticker.
+pub struct Engine {
+    engine: wasmtime::Engine,
+    linker: Linker<HostState>,
+    max_memory: usize,
+}
+
+impl Engine {
+    /// Builds the engine and starts its epoch ticker; falls back to on-demand
+    /// allocation where the pool's virtual-memory reservation is not possible
+    /// (for example under a low `ulimit -v`).
+    pub fn new(opts: &EngineOptions) -> Result<Self> {
+        let mut config = base_config(opts.cache_dir.as_deref());
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(opts)));
+        let engine = match wasmtime::Engine::new(&config) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::warn!("pooling allocator unavailable ({e:#}); using on-demand allocation");
+                wasmtime::Engine::new(&base_config(opts.cache_dir.as_deref()))
+                    .map_err(anyhow::Error::from)
+                    .context("cannot create the wasmtime engine")?
+            }
+        };
+        tick_epochs(&engine);
+        Ok(Engine {
+            linker: linker(&engine)?,
+            engine,
+            max_memory: opts.max_memory,
+        })
+    }
+
+    /// A store for one instance of `component`: fresh state, the memory limiter
+    /// installed, and a yield to the async runtime at every epoch tick.
+    pub fn new_store(&self, component: &ComponentPre) -> Store<HostState> {
+        let mut store = Store::new(&self.engine, component.instance_state(self.max_memory));
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        store
+    }
+}
+
+/// The pooling allocator sized for `max_instances` components.
+fn pool(opts: &EngineOptions) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::default();
+    let n = opts.max_instances;
+    pool.total_component_instances(n)
+        // A component holds a few core instances (its module plus the
+        // canonical-ABI shims) and up to two memories and several tables.
+        .total_core_instances(n.saturating_mul(4))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(4))
+        .total_stacks(n)
+        .max_memory_size(opts.max_memory)
+        // Unmapping a slot's pages on every reuse costs a page fault per touched
+        // page on the next request and, on a multi-threaded host, TLB-shootdown
+        // IPIs to every core: the largest cost per request in profiles (~27 % of
+        // CPU). Keeping the first 256 KiB mapped and resetting it by copying
+        // covers everything the ping component touches (its stack is 64 KiB, see
+        // .cargo/config.toml) and took GET / from ~8k to ~18k req/s on 2 cores.
+        .linear_memory_keep_resident(opts.keep_resident)
+        .table_keep_resident(opts.keep_resident);
+    pool
+}
+
+fn base_config(cache_dir: Option<&std::path::Path>) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.memory_init_cow(true);
+    // Lets a running guest be interrupted: see `EPOCH_TICK`.
+    config.epoch_interruption(true);
+    if let Some(dir) = cache_dir {
+        match compilation_cache(dir) {
+            Ok(cache) => {
+                config.cache(Some(cache));
+            }
+            Err(e) => tracing::warn!(
+                dir = %dir.display(),
+                "compilation cache unavailable ({e:#}); compiling at every start"
+            ),
+        }
+    }
+    config
+}
+
+/// wasmtime's own compilation cache (keyed by the Wasm and every engine
+/// setting, with its own eviction) in `dir/compiled`, readable by this user only.
+fn compilation_cache(dir: &std::path::Path) -> Result<Cache> {
+    let dir = std::path::absolute(dir.join("compiled"))?;
+    std::fs::create_dir_all(&dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let mut config = CacheConfig::new();
+    config.with_directory(dir);
+    Ok(Cache::new(config)?)
+}
+
+/// A linker with WASI 0.2, `wasi:http` and the Spin interfaces.
+fn linker(engine: &wasmtime::Engine) -> Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    spin::redis::add_to_linker(&mut linker, HostState::redis_view)?;
+    spin::variables::add_to_linker(&mut linker, HostState::variables_view)?;
+    Ok(linker)
+}
+
+/// Advances `engine`'s epoch every [`EPOCH_TICK`] for as long as the engine
+/// lives: the thread holds only a weak handle, so it stops when the engine goes.
+fn tick_epochs(engine: &wasmtime::Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the epoch ticker ({e}); guests cannot be interrupted");
+    }
+}

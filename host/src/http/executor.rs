@@ -1,0 +1,143 @@
+//! The WASIp2 guest call, as in wasmtime's wasi-http reference server
+//! (`wasmtime_wasi_http::p2` module doc) and Spin's `WasiHttpExecutor`:
+//! fresh store → request resource → out-parameter channel → call → answer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+
+use super::admission::Admission;
+use super::{Body, Refusal, RequestLimits};
+use crate::engine::{ComponentPre, Engine};
+use crate::metrics::Metrics;
+
+/// The guest's answer as the out-parameter delivers it.
+type Answer = Result<Response<Body>, ErrorCode>;
+
+/// Instantiates `component` and lets it answer `req`. `admission` (the
+/// instance's pool slot) is held until the guest has finished, even when its
+/// body outlives this call.
+pub(super) async fn execute(
+    engine: &Engine,
+    component: &ComponentPre,
+    req: Request<Incoming>,
+    admission: Admission,
+    limits: &RequestLimits,
+    metrics: &Arc<Metrics>,
+) -> Result<Response<Body>, Refusal> {
+    let mut store = engine.new_store(component);
+    let (req, overflowed) = limit_body(req, limits.max_body);
+    let (sender, receiver) = oneshot::channel();
+    let resources = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, req)
+        .and_then(|request| {
+            Ok((
+                request,
+                store.data_mut().http().new_response_outparam(sender)?,
+            ))
+        });
+    let (request, outparam) = resources.map_err(|e| Refusal::guest(e.into()))?;
+    let pre = component.pre().clone();
+    let id = component.id().clone();
+    let metrics = metrics.clone();
+    let guest = async move {
+        let _admission = admission;
+        let instantiating = Instant::now();
+        let proxy = pre.instantiate_async(&mut store).await?;
+        metrics.observe_instantiation(instantiating.elapsed());
+        let called = proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, request, outparam)
+            .await;
+        if let Err(e) = &called {
+            tracing::error!(component = &*id, "guest failed: {e:?}");
+        }
+        called
+    };
+    let answered = settle(Box::pin(guest), receiver, limits).await;
+    // A body cut off at the limit makes most guests fail. The client sent too
+    // much, so it gets 413 rather than the guest's 5xx.
+    let failed = answered
+        .as_ref()
+        .map_or(true, |r| r.status().is_server_error());
+    if failed && overflowed.load(Ordering::Relaxed) {
+        return Err(Refusal::BodyTooLarge {
+            declared: None,
+            limit: limits.max_body,
+        });
+    }
+    answered.map_err(Refusal::guest)
+}
+
+/// Cuts the body off at `max_body` bytes; the flag tells whether it was.
+fn limit_body(
+    req: Request<Incoming>,
+    max_body: u64,
+) -> (
+    Request<
+        impl hyper::body::Body<Data = bytes::Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static,
+    >,
+    Arc<AtomicBool>,
+) {
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let flag = overflowed.clone();
+    let req = req.map(|body| {
+        http_body_util::BodyExt::map_err(
+            http_body_util::Limited::new(body, max_body as usize),
+            move |e| match e.downcast::<hyper::Error>() {
+                Ok(e) => wasmtime_wasi_http::Error::Hyper(*e),
+                // Limited's only other error: the body outgrew the limit.
+                Err(_) => {
+                    flag.store(true, Ordering::Relaxed);
+                    wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body))
+                }
+            },
+        )
+    });
+    (req, overflowed)
+}
+
+/// Runs the guest until it has answered. The guest runs on this connection's
+/// task; only when it is still running once the response head exists (it keeps
+/// streaming its body) does the rest of it move to a task of its own, bounded
+/// by the same deadline: a spawn per request costs cross-thread wake-ups that
+/// profiles showed.
+async fn settle(
+    mut guest: std::pin::Pin<Box<impl Future<Output = wasmtime::Result<()>> + Send + 'static>>,
+    mut receiver: oneshot::Receiver<Answer>,
+    limits: &RequestLimits,
+) -> Result<Response<Body>> {
+    tokio::select! {
+        biased;
+        finished = &mut guest => match receiver.try_recv() {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => bail!("the guest answered with an error: {code:?}"),
+            Err(_) => match finished {
+                Ok(()) => bail!("the guest returned without setting a response"),
+                Err(e) => Err(anyhow::Error::from(e).context("the guest failed before responding")),
+            },
+        },
+        head = &mut receiver => {
+            let deadline = limits.deadline;
+            tokio::spawn(async move {
+                if tokio::time::timeout(deadline, guest).await.is_err() {
+                    tracing::error!("response body still streaming after {deadline:?}; stopped");
+                }
+            });
+            match head {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(code)) => bail!("the guest answered with an error: {code:?}"),
+                Err(_) => bail!("the guest dropped its response"),
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Spin's `spin-*` request headers (Spin 3.6 trigger-http `headers.rs`), so
+//! components using the SDK router see what they would under Spin. The headers
+//! that depend only on the route are built once at start-up ([`Target`]); the
+//! rest per request ([`spin_headers`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use http::{HeaderName, HeaderValue, Request};
+use prometheus_client::metrics::histogram::Histogram;
+
+use crate::metrics::Metrics;
+
+/// What a route leads to: a component, and the Spin headers that depend only
+/// on the route, built once at start-up rather than per request.
+pub(super) struct Target {
+    /// Index of the component in the server's list.
+    pub(super) slot: usize,
+    /// `spin-matched-route`, `spin-raw-component-route`, `spin-component-route`, `spin-base-path`.
+    pub(super) headers: [(HeaderName, HeaderValue); 4],
+    /// The `route` label of this route's metrics.
+    pub(super) route: Arc<str>,
+    /// This route's `ping_host_http_request_duration_seconds` series.
+    pub(super) latency: Histogram,
+}
+
+impl Target {
+    pub(super) fn new(slot: usize, route: &str, metrics: &Metrics) -> Result<Self> {
+        let label: Arc<str> = route.into();
+        let component_route = route.strip_suffix("/...").unwrap_or(route);
+        let value = |v: &str| HeaderValue::from_str(v).with_context(|| format!("route `{route}`"));
+        Ok(Target {
+            slot,
+            latency: metrics.route_histogram(&label),
+            route: label,
+            headers: [
+                (HeaderName::from_static("spin-matched-route"), value(route)?),
+                (
+                    HeaderName::from_static("spin-raw-component-route"),
+                    value(route)?,
+                ),
+                (
+                    HeaderName::from_static("spin-component-route"),
+                    value(component_route)?,
+                ),
+                (
+                    HeaderName::from_static("spin-base-path"),
+                    HeaderValue::from_static("/"),
+                ),
+            ],
+        })
+    }
+}
+
+/// Sets `headers` on `req`, replacing any the client sent under those names.
+pub(super) fn insert<B>(
+    req: &mut Request<B>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    target: &Target,
+) {
+    let map = req.headers_mut();
+    for (name, value) in headers.into_iter().chain(target.headers.iter().cloned()) {
+        map.insert(name, value);
+    }
+}
+
+/// The Spin request headers that change per request (`spin-full-url`,
+/// `spin-path-info`, `spin-client-addr`); [`insert`] adds them with the route's.
+pub(super) fn spin_headers<B>(
+    req: &Request<B>,
+    client: SocketAddr,
+    local: SocketAddr,
+    path_info: &str,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let authority = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| local.to_string());
+    let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let pairs = [
+        (
+            "spin-full-url",
+            format!("http://{authority}{path_and_query}"),
+        ),
+        ("spin-path-info", path_info.to_owned()),
+        ("spin-client-addr", client.to_string()),
+    ];
+    pairs
+        .into_iter()
+        .filter_map(|(name, value)| {
+            Some((
+                HeaderName::from_static(name),
+                HeaderValue::from_str(&value).ok()?,
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(t: &'a Target, name: &str) -> &'a str {
+        let (_, value) = t
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("header present");
+        value.to_str().expect("ascii")
+    }
+
+    #[test]
+    fn route_headers_are_spins() {
+        let metrics = Metrics::new(1);
+        let wildcard = Target::new(0, "/api/...", &metrics).expect("valid route");
+        assert_eq!(header(&wildcard, "spin-matched-route"), "/api/...");
+        assert_eq!(header(&wildcard, "spin-raw-component-route"), "/api/...");
+        assert_eq!(header(&wildcard, "spin-component-route"), "/api");
+        assert_eq!(header(&wildcard, "spin-base-path"), "/");
+        let exact = Target::new(1, "/ping", &metrics).expect("valid route");
+        assert_eq!(header(&exact, "spin-component-route"), "/ping");
+    }
+
+    #[test]
+    fn request_headers_carry_the_url_path_info_and_client() {
+        let metrics = Metrics::new(1);
+        let target = Target::new(0, "/api/...", &metrics).expect("valid route");
+        let mut req = Request::get("/api/x?y=1")
+            .header("host", "example.test:3000")
+            .body(())
+            .expect("request");
+        let client: SocketAddr = "10.0.0.9:5555".parse().expect("addr");
+        let local: SocketAddr = "127.0.0.1:3000".parse().expect("addr");
+        let dynamic = spin_headers(&req, client, local, "/x");
+        insert(&mut req, dynamic, &target);
+        let h = req.headers();
+        assert_eq!(h["spin-full-url"], "http://example.test:3000/api/x?y=1");
+        assert_eq!(h["spin-path-info"], "/x");
+        assert_eq!(h["spin-client-addr"], "10.0.0.9:5555");
+        assert_eq!(h["spin-matched-route"], "/api/...");
+    }
+}

@@ -1,0 +1,130 @@
+//! The per-request bounds and the flags that set them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::cli;
+
+/// Per-request bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Wall-clock budget of one request, from admission to the response head.
+    /// A guest past it is interrupted and the client gets 504.
+    pub deadline: Duration,
+    /// How long a request waits for a free instance before getting 503.
+    pub queue_wait: Duration,
+    /// Largest request body accepted, bytes (413 beyond).
+    pub max_body: u64,
+    /// Largest request head (request line plus headers), bytes; hyper answers 431 beyond.
+    pub max_head: usize,
+    /// Time allowed for a client to send a complete request head (slow clients
+    /// are cut off after it).
+    pub head_timeout: Duration,
+}
+
+impl RequestLimits {
+    /// The defaults, used by `Default` and by `ping-host up`'s flags.
+    pub const DEFAULT: RequestLimits = RequestLimits {
+        deadline: Duration::from_secs(30),
+        queue_wait: Duration::from_secs(1),
+        max_body: 1024 * 1024,
+        max_head: 64 * 1024,
+        head_timeout: Duration::from_secs(10),
+    };
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Default shutdown drain (`--drain`).
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+
+/// `ping-host up`'s HTTP flags: where to listen and the per-request bounds.
+/// Durations take units (`30s`, `500ms`); the old integer spellings
+/// (`--request-timeout-secs 30`) still work, hidden.
+#[derive(Debug, clap::Args)]
+pub struct HttpArgs {
+    /// Address to serve HTTP on.
+    #[arg(long, default_value = "127.0.0.1:3000", env = "SPIN_HTTP_LISTEN_ADDR")]
+    pub listen: SocketAddr,
+    /// Serve Prometheus metrics on this address (GET /metrics), apart from the app's port.
+    #[arg(long, value_name = "ADDR", env = "PING_HOST_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Wall-clock budget of one request; a component still running after it
+    /// is stopped and the client gets 504.
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration,
+          default_value_t = RequestLimits::DEFAULT.deadline.into())]
+    request_timeout: humantime::Duration,
+    /// How long a request waits for a free instance when all --max-instances
+    /// are busy, before it gets 503 with Retry-After.
+    #[arg(long, value_name = "DURATION", default_value_t = RequestLimits::DEFAULT.queue_wait.into())]
+    queue_wait: humantime::Duration,
+    /// Largest request body accepted, in KiB (413 beyond).
+    #[arg(long, default_value_t = RequestLimits::DEFAULT.max_body / 1024)]
+    max_body_kib: u64,
+    /// Largest request head (request line and headers), in KiB (431 beyond).
+    #[arg(long, default_value_t = (RequestLimits::DEFAULT.max_head / 1024) as u64,
+          value_parser = clap::value_parser!(u64).range(8..=1024))]
+    max_header_kib: u64,
+    /// Time a client has to send a complete request head.
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration,
+          default_value_t = RequestLimits::DEFAULT.head_timeout.into())]
+    header_read_timeout: humantime::Duration,
+    /// How long shutdown waits for in-flight requests.
+    #[arg(long, value_name = "DURATION", default_value_t = DEFAULT_DRAIN.into())]
+    drain: humantime::Duration,
+    /// Old spelling of --request-timeout, in seconds.
+    #[arg(long, hide = true, conflicts_with = "request_timeout",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_secs: Option<u64>,
+    /// Old spelling of --queue-wait, in milliseconds.
+    #[arg(long, hide = true, conflicts_with = "queue_wait")]
+    queue_wait_ms: Option<u64>,
+    /// Old spelling of --header-read-timeout, in seconds.
+    #[arg(long, hide = true, conflicts_with = "header_read_timeout",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_secs: Option<u64>,
+    /// Old spelling of --drain, in seconds.
+    #[arg(long, hide = true, conflicts_with = "drain")]
+    drain_secs: Option<u64>,
+}
+
+impl HttpArgs {
+    /// The limits these flags choose.
+    pub fn limits(&self) -> RequestLimits {
+        RequestLimits {
+            deadline: cli::duration(
+                self.request_timeout,
+                self.request_timeout_secs,
+                Duration::from_secs,
+            ),
+            queue_wait: cli::duration(self.queue_wait, self.queue_wait_ms, Duration::from_millis),
+            max_body: self.max_body_kib.saturating_mul(1024),
+            max_head: (self.max_header_kib * 1024) as usize,
+            head_timeout: cli::duration(
+                self.header_read_timeout,
+                self.header_read_timeout_secs,
+                Duration::from_secs,
+            ),
+        }
+    }
+
+    /// How long shutdown waits for in-flight requests.
+    pub fn drain(&self) -> Duration {
+        cli::duration(self.drain, self.drain_secs, Duration::from_secs)
+    }
+}
+
+/// A duration above zero (`0s` would refuse every request).
+fn positive_duration(text: &str) -> Result<humantime::Duration, String> {
+    let d: humantime::Duration = text
+        .parse()
+        .map_err(|e| format!("{e} (write it with a unit, like 30s or 500ms)"))?;
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
+}

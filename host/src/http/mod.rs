@@ -1,0 +1,292 @@
+//! Serving HTTP the way Spin's HTTP trigger does: route first (unknown paths
+//! never instantiate anything), answer the runtime's own `/.well-known/spin/`
+//! paths, add Spin's `spin-*` request headers, then run the request on a fresh
+//! instance of the routed component.
+//!
+//! Along Spin trigger-http's seams: [`server`] listens, accepts and drains;
+//! `headers` builds Spin's request headers; `executor` makes the guest call;
+//! [`Refusal`] is every answer the runtime gives itself; `admission` caps
+//! concurrency. Serving one request, top to bottom, is [`HttpServer::dispatch`].
+
+mod admission;
+mod executor;
+mod headers;
+mod limits;
+pub mod metrics_endpoint;
+mod refusal;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use prometheus_client::metrics::counter::Counter;
+use tokio::net::TcpListener;
+
+use self::admission::Slots;
+use self::headers::Target;
+pub use self::limits::{DEFAULT_DRAIN, HttpArgs, RequestLimits};
+pub use self::refusal::{GuestFailure, Refusal, text_response};
+use crate::app::App;
+use crate::engine::{ComponentPre, Engine, EngineOptions};
+use crate::metrics::Metrics;
+use crate::routing::{Router, WELL_KNOWN_PREFIX};
+use crate::spin::redis::{SharedConnections, Timeouts};
+use crate::variables::Resolved;
+
+/// The response body type used throughout (wasmtime-wasi-http's).
+pub type Body = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// What the HTTP server needs beyond the app itself.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Engine sizing and the compilation cache.
+    pub engine: EngineOptions,
+    /// Redis connect and command timeouts.
+    pub redis: Timeouts,
+    /// Per-request bounds.
+    pub limits: RequestLimits,
+    /// The OCI manifest digest the app was pulled as, shown by `/.well-known/spin/info`.
+    pub image_digest: Option<String>,
+}
+
+/// A component as served: its prepared instance and its request counter.
+struct Served {
+    component: ComponentPre,
+    /// This component's `spin_request_count_total` series.
+    requests: Counter,
+}
+
+/// Everything needed to serve an app; built once at start-up.
+pub struct HttpServer {
+    name: String,
+    version: Option<String>,
+    image_digest: Option<String>,
+    engine: Engine,
+    router: Router<Target>,
+    components: Vec<Served>,
+    metrics: Arc<Metrics>,
+    slots: Slots,
+    limits: RequestLimits,
+    /// The `route` label of requests no route matched.
+    unrouted: Arc<str>,
+    /// The `route` label of the runtime's own `/.well-known/spin/` paths.
+    well_known_route: Arc<str>,
+}
+
+/// Where a request went, for its metrics.
+enum Routed<'a> {
+    Route(&'a Target),
+    WellKnown,
+    Nowhere,
+}
+
+impl HttpServer {
+    /// Compiles (or loads from cache) and links every routed component. All
+    /// configuration problems surface here, before the first request.
+    pub fn new(app: &App, vars: &Resolved, settings: &Settings) -> Result<Self> {
+        let engine = Engine::new(&settings.engine)?;
+        let metrics = Arc::new(Metrics::new(settings.engine.max_instances));
+        let redis = Arc::new(SharedConnections::new(settings.redis, metrics.clone()));
+        let mut components: Vec<Served> = Vec::new();
+        let mut routes = Vec::new();
+        for trigger in &app.http_triggers {
+            let id = &trigger.component;
+            let slot = match components.iter().position(|s| &**s.component.id() == id) {
+                Some(slot) => slot,
+                None => {
+                    components.push(Served {
+                        component: engine.prepare(app, id, vars, &redis)?,
+                        requests: metrics.spin_request_counter(&app.name, &Arc::from(id.as_str())),
+                    });
+                    components.len() - 1
+                }
+            };
+            routes.push((
+                trigger.route.clone(),
+                Target::new(slot, &trigger.route, &metrics)?,
+            ));
+        }
+        Ok(HttpServer {
+            name: app.name.clone(),
+            version: app.version.clone(),
+            image_digest: settings.image_digest.clone(),
+            engine,
+            router: Router::new(routes)?,
+            components,
+            slots: Slots::new(
+                settings.engine.max_instances as usize,
+                settings.limits.queue_wait,
+            ),
+            metrics,
+            limits: settings.limits,
+            unrouted: Arc::from(""),
+            well_known_route: Arc::from(WELL_KNOWN_PREFIX),
+        })
+    }
+
+    /// The runtime's metrics, for the `--metrics-listen` endpoint.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// `(route, component id)` pairs, for the start-up log.
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.router
+            .routes()
+            .map(|(r, t)| (r, &**self.components[t.slot].component.id()))
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then lets in-flight
+    /// requests finish (up to `drain`).
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        drain: Duration,
+    ) -> Result<()> {
+        let settings = server::Connections {
+            name: "app",
+            head_timeout: self.limits.head_timeout,
+            max_head: Some(self.limits.max_head),
+            drain,
+        };
+        server::serve(listener, settings, shutdown, move |req, client, local| {
+            let server = self.clone();
+            async move { server.handle(req, client, local).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// One request, with its metrics and access log.
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        local: SocketAddr,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let _in_flight = self.metrics.in_flight();
+        let method = req.method().clone();
+        // Copy the path for the access log only when it is on: this runs per request.
+        let logged_path =
+            tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_owned());
+        let (response, routed) = self.dispatch(req, client, local).await;
+        let elapsed = started.elapsed();
+        let status = response.status().as_u16();
+        let route = match routed {
+            Routed::Route(target) => {
+                target.latency.observe(elapsed.as_secs_f64());
+                &target.route
+            }
+            Routed::WellKnown => &self.well_known_route,
+            Routed::Nowhere => &self.unrouted,
+        };
+        self.metrics.record_request(route, &method, status);
+        if let Some(path) = logged_path {
+            tracing::debug!(%method, %path, status, ?elapsed, "request");
+        }
+        response
+    }
+
+    /// Route → body-size check → Spin headers → admission → the guest, under
+    /// the request deadline. Every refusal is counted and answered here.
+    async fn dispatch(
+        &self,
+        mut req: Request<Incoming>,
+        client: SocketAddr,
+        local: SocketAddr,
+    ) -> (Response<Body>, Routed<'_>) {
+        let path = req.uri().path();
+        if let Some(rest) = path.strip_prefix(WELL_KNOWN_PREFIX) {
+            return (self.well_known(rest), Routed::WellKnown);
+        }
+        let Some(found) = self.router.find(path) else {
+            return (Refusal::NotFound.into_response(), Routed::Nowhere);
+        };
+        let target = found.target;
+        let served = &self.components[target.slot];
+        let answer = match self.check_body_size(&req) {
+            Err(refusal) => Err(refusal),
+            Ok(()) => {
+                let dynamic = headers::spin_headers(&req, client, local, found.path_info);
+                headers::insert(&mut req, dynamic, target);
+                self.run(served, req).await
+            }
+        };
+        let response = answer.unwrap_or_else(|refusal| {
+            refusal.record(&self.metrics, served.component.id());
+            refusal.into_response()
+        });
+        (response, Routed::Route(target))
+    }
+
+    /// Admits the request and runs it on a fresh instance within the deadline.
+    async fn run(
+        &self,
+        served: &Served,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, Refusal> {
+        let admission = self.slots.admit(&self.metrics).await.ok_or(Refusal::Busy)?;
+        served.requests.inc();
+        let run = executor::execute(
+            &self.engine,
+            &served.component,
+            req,
+            admission,
+            &self.limits,
+            &self.metrics,
+        );
+        // Dropping the guest's future on timeout stops it: it yields at every
+        // epoch tick, so even a guest stuck in a loop ends here.
+        tokio::time::timeout(self.limits.deadline, run)
+            .await
+            .unwrap_or(Err(Refusal::DeadlineExceeded(self.limits.deadline)))
+    }
+
+    /// 413 when the declared body is larger than allowed. Bodies without a
+    /// length are cut off at the same size while the guest reads them.
+    fn check_body_size(&self, req: &Request<Incoming>) -> Result<(), Refusal> {
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        match declared {
+            Some(n) if n > self.limits.max_body => Err(Refusal::BodyTooLarge {
+                declared: Some(n),
+                limit: self.limits.max_body,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// `/.well-known/spin/health` and `/.well-known/spin/info`, answered by the
+    /// runtime itself so probes never depend on the guest.
+    fn well_known(&self, rest: &str) -> Response<Body> {
+        match rest {
+            "health" => text_response(StatusCode::OK, "OK"),
+            "info" => {
+                let mut info = serde_json::Map::new();
+                info.insert("name".into(), self.name.clone().into());
+                if let Some(v) = &self.version {
+                    info.insert("version".into(), v.clone().into());
+                }
+                if let Some(d) = &self.image_digest {
+                    info.insert("oci_image_digest".into(), d.clone().into());
+                }
+                let body = serde_json::to_string_pretty(&info).unwrap_or_default();
+                let mut response = text_response(StatusCode::OK, body);
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                response
+            }
+            _ => Refusal::NotFound.into_response(),
+        }
+    }
+}

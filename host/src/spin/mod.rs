@@ -1,0 +1,13 @@
+//! The Spin interfaces ping-host gives guests on top of WASI 0.2, one module
+//! each, laid out like Spin's factors: wiring (`add_to_linker`), per-instance
+//! state with the host trait impls on it, and the allow-list check.
+//!
+//! - [`redis`], `fermyon:spin/redis@2.0.0`;
+//! - [`variables`], `fermyon:spin/variables@2.0.0`;
+//! - [`outbound_http`], `wasi:http/outgoing-handler` held to `allowed_outbound_hosts`;
+//! - `bindings`, the generated traits and types, a leaf.
+
+mod bindings;
+pub mod outbound_http;
+pub mod redis;
+pub mod variables;

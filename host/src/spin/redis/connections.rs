@@ -1,0 +1,135 @@
+//! The process-wide cache of Redis connections, and how patient it is.
+//!
+//! Guests open a connection per request (that is how Spin components are
+//! written), so the host keeps one multiplexed, self-reconnecting
+//! `ConnectionManager` per distinct address for the whole process and hands
+//! guests cheap clones of it. Spin instead opens a `MultiplexedConnection` per
+//! instance; with a fresh instance per request that would be a TCP handshake
+//! (and an AUTH) per request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
+
+use super::address::Address;
+use crate::metrics::Metrics;
+
+/// Distinct addresses the process keeps connections for; beyond this, a
+/// connection lives only as long as the request that opened it.
+const MAX_CACHED_ADDRESSES: usize = 64;
+
+/// How patient the host is with Redis.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Connect timeout of one dial.
+    pub connect: Duration,
+    /// Timeout of one command's reply.
+    pub response: Duration,
+}
+
+impl Timeouts {
+    /// The defaults, used by `Default` and by the `--redis-*-timeout` flags.
+    pub const DEFAULT: Timeouts = Timeouts {
+        connect: Duration::from_secs(2),
+        response: Duration::from_secs(3),
+    };
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// `ping-host up`'s Redis flags.
+#[derive(Debug, clap::Args)]
+pub struct RedisArgs {
+    /// Redis connect timeout (for example `2s`, `500ms`).
+    #[arg(long, value_name = "DURATION", default_value_t = Timeouts::DEFAULT.connect.into())]
+    redis_connect_timeout: humantime::Duration,
+    /// Redis command timeout (for example `3s`).
+    #[arg(long, value_name = "DURATION", default_value_t = Timeouts::DEFAULT.response.into())]
+    redis_response_timeout: humantime::Duration,
+    /// Old spelling of --redis-connect-timeout, in milliseconds.
+    #[arg(long, hide = true, conflicts_with = "redis_connect_timeout")]
+    redis_connect_timeout_ms: Option<u64>,
+    /// Old spelling of --redis-response-timeout, in milliseconds.
+    #[arg(long, hide = true, conflicts_with = "redis_response_timeout")]
+    redis_response_timeout_ms: Option<u64>,
+}
+
+impl From<&RedisArgs> for Timeouts {
+    fn from(args: &RedisArgs) -> Self {
+        Timeouts {
+            connect: crate::cli::duration(
+                args.redis_connect_timeout,
+                args.redis_connect_timeout_ms,
+                Duration::from_millis,
+            ),
+            response: crate::cli::duration(
+                args.redis_response_timeout,
+                args.redis_response_timeout_ms,
+                Duration::from_millis,
+            ),
+        }
+    }
+}
+
+/// One connection per distinct address, shared by every instance (not a pool:
+/// each entry is a single multiplexed connection).
+pub struct SharedConnections {
+    timeouts: Timeouts,
+    pub(crate) metrics: Arc<Metrics>,
+    connections: Mutex<HashMap<Address, ConnectionManager>>,
+}
+
+impl SharedConnections {
+    /// An empty cache; nothing is dialled until a guest opens an address.
+    pub fn new(timeouts: Timeouts, metrics: Arc<Metrics>) -> Self {
+        SharedConnections {
+            timeouts,
+            metrics,
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A handle for `address`. Creating one does not dial: the manager connects
+    /// on first use and reconnects by itself after Redis comes back.
+    pub(crate) fn connection(&self, address: &Address) -> redis::RedisResult<ConnectionManager> {
+        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(conn) = map.get(address) {
+            return Ok(conn.clone());
+        }
+        let conn = self.manager(address)?;
+        if map.len() < MAX_CACHED_ADDRESSES {
+            map.insert(address.clone(), conn.clone());
+        }
+        Ok(conn)
+    }
+
+    fn manager(&self, address: &Address) -> redis::RedisResult<ConnectionManager> {
+        let mut settings = RedisConnectionInfo::default().set_db(address.db);
+        if let Some(user) = &address.username {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = &address.password {
+            settings = settings.set_password(password);
+        }
+        let dest = &address.destination;
+        let info = ConnectionAddr::Tcp(dest.host.clone(), dest.port)
+            .into_connection_info()?
+            .set_redis_settings(settings);
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeouts.connect))
+            .set_response_timeout(Some(self.timeouts.response))
+            // One quick retry, then fail: requests answer 503 fast while Redis
+            // is away, and the next command triggers a fresh reconnect.
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(200));
+        ConnectionManager::new_lazy_with_config(redis::Client::open(info)?, config)
+    }
+}

@@ -1,0 +1,309 @@
+//! `fermyon:spin/redis@2.0.0` for guests: Spin's Redis outbound.
+//!
+//! Laid out like Spin's `factor-outbound-redis`: the wiring ([`add_to_linker`]),
+//! per-instance state ([`RedisCtx`]) with the host trait impls on a view of it,
+//! and the allow-list check before anything is dialled (in `open`). Commands go
+//! over the process-wide [`SharedConnections`]. Timeouts on connect and on each
+//! command bound how long a request can wait for a sick Redis. Passwords stay in
+//! memory only: they are redacted from every log line and error string.
+
+mod address;
+mod connections;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use redis::Value;
+use redis::aio::ConnectionManager;
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+use self::address::Address;
+pub use self::connections::{RedisArgs, SharedConnections, Timeouts};
+use super::bindings::RedisError;
+use super::bindings::redis::{self as wit, Connection, Error, RedisParameter, RedisResult};
+use crate::allowed_hosts::AllowedHosts;
+
+/// Connections one instance may hold open at once, like Spin's per-instance cap.
+pub const MAX_CONNECTIONS_PER_INSTANCE: usize = 10;
+
+/// Links `fermyon:spin/redis@2.0.0`; `view` finds the instance's Redis state.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> RedisView<'_>,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, RedisHost>(linker, view)
+}
+
+/// Per-instance Redis state.
+pub struct RedisCtx {
+    connections: Arc<SharedConnections>,
+    allowed: Arc<AllowedHosts>,
+    component: Arc<str>,
+    open: usize,
+}
+
+impl RedisCtx {
+    /// State for one instance of `component`, reaching only `allowed`.
+    pub fn new(
+        connections: Arc<SharedConnections>,
+        allowed: Arc<AllowedHosts>,
+        component: Arc<str>,
+    ) -> Self {
+        RedisCtx {
+            connections,
+            allowed,
+            component,
+            open: 0,
+        }
+    }
+
+    /// The allow-list check: the parsed destination must be in the
+    /// component's `allowed_outbound_hosts` (never re-parsed, never resolved).
+    fn check(&self, address: &str) -> Result<Address, Error> {
+        let component = &*self.component;
+        let address = Address::parse(address).map_err(|e| {
+            tracing::warn!(component, "redis address refused: {e}");
+            Error::InvalidAddress
+        })?;
+        if !self.allowed.allows(&address.destination) {
+            tracing::warn!(
+                component,
+                destination = %address.destination,
+                "redis address refused: not in allowed_outbound_hosts; add it to [component.{component}] allowed_outbound_hosts"
+            );
+            return Err(Error::InvalidAddress);
+        }
+        Ok(address)
+    }
+}
+
+/// A guest's open connection, kept in the instance's resource table under the
+/// index of the guest's `connection` handle.
+struct RedisConnection {
+    conn: ConnectionManager,
+    address: Address,
+}
+
+/// What the generated host traits are implemented on.
+pub struct RedisView<'a> {
+    /// The instance's resource table (shared with WASI).
+    pub table: &'a mut ResourceTable,
+    /// The instance's Redis state.
+    pub ctx: &'a mut RedisCtx,
+}
+
+/// Marker tying [`RedisView`] to the linker.
+struct RedisHost;
+
+impl HasData for RedisHost {
+    type Data<'a> = RedisView<'a>;
+}
+
+impl RedisView<'_> {
+    fn connection(&self, conn: &Resource<Connection>) -> Result<&RedisConnection, RedisError> {
+        self.table
+            .get(&Resource::<RedisConnection>::new_borrow(conn.rep()))
+            .map_err(RedisError::trap)
+    }
+
+    /// Runs one command on the guest's connection, mapping errors for the guest.
+    /// A typed call: `name` is both the Redis command and its metric label.
+    async fn call<T: redis::FromRedisValue>(
+        &mut self,
+        conn: &Resource<Connection>,
+        name: &'static str,
+        args: impl FnOnce(&mut redis::Cmd) -> &mut redis::Cmd,
+    ) -> Result<T, RedisError> {
+        let mut cmd = redis::cmd(name);
+        args(&mut cmd);
+        self.run(conn, name, &cmd).await
+    }
+
+    /// `name` labels the latency and error metrics; it is the command for the
+    /// typed calls and `execute` for arbitrary ones, so series stay bounded.
+    async fn run<T: redis::FromRedisValue>(
+        &mut self,
+        conn: &Resource<Connection>,
+        name: &'static str,
+        cmd: &redis::Cmd,
+    ) -> Result<T, RedisError> {
+        let mut manager = self.connection(conn)?.conn.clone();
+        let started = Instant::now();
+        let result = cmd.query_async::<T>(&mut manager).await;
+        let metrics = &self.ctx.connections.metrics;
+        metrics.redis_command(name, started.elapsed());
+        // The address is looked up again only on failure: cloning it (host,
+        // user, password) for every command would allocate per request.
+        result.or_else(|e| {
+            let (error, reason) =
+                guest_error(&self.connection(conn)?.address, &self.ctx.component, e);
+            metrics.redis_error(name, reason);
+            Err(error.into())
+        })
+    }
+}
+
+/// Maps a Redis failure to the interface's error, logging the full story; the
+/// second value is the `reason` label for `ping_host_redis_errors_total`.
+fn guest_error(address: &Address, component: &str, e: redis::RedisError) -> (Error, &'static str) {
+    let code = e.code().unwrap_or_default();
+    let detail = e.detail().unwrap_or_default();
+    if code == "WRONGTYPE"
+        || detail.contains("not an integer")
+        || e.kind() == redis::ErrorKind::UnexpectedReturnType
+    {
+        return (Error::TypeError, "type");
+    }
+    let (reason, label) = if e.is_timeout() {
+        ("timed out".to_owned(), "timeout")
+    } else if e.is_connection_refusal() {
+        ("connection refused".to_owned(), "refused")
+    } else {
+        (address.redact(e.to_string()), "other")
+    };
+    tracing::warn!(component, redis = ?address, %reason, "redis command failed");
+    (Error::Other(reason), label)
+}
+
+impl wit::Host for RedisView<'_> {
+    fn convert_error(&mut self, err: RedisError) -> wasmtime::Result<Error> {
+        err.downcast()
+    }
+}
+
+impl wit::HostConnection for RedisView<'_> {
+    async fn open(&mut self, address: String) -> Result<Resource<Connection>, RedisError> {
+        let address = self.ctx.check(&address)?;
+        if self.ctx.open >= MAX_CONNECTIONS_PER_INSTANCE {
+            return Err(Error::TooManyConnections.into());
+        }
+        let conn = self
+            .ctx
+            .connections
+            .connection(&address)
+            .map_err(|e| guest_error(&address, &self.ctx.component, e).0)?;
+        self.ctx.open += 1;
+        let entry = self
+            .table
+            .push(RedisConnection { conn, address })
+            .map_err(RedisError::trap)?;
+        Ok(Resource::new_own(entry.rep()))
+    }
+
+    async fn publish(
+        &mut self,
+        conn: Resource<Connection>,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> Result<(), RedisError> {
+        self.call::<i64>(&conn, "PUBLISH", |c| c.arg(channel).arg(payload))
+            .await
+            .map(drop)
+    }
+
+    async fn get(
+        &mut self,
+        conn: Resource<Connection>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, RedisError> {
+        self.call(&conn, "GET", |c| c.arg(key)).await
+    }
+
+    async fn set(
+        &mut self,
+        conn: Resource<Connection>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), RedisError> {
+        self.call::<Value>(&conn, "SET", |c| c.arg(key).arg(value))
+            .await
+            .map(drop)
+    }
+
+    async fn incr(&mut self, conn: Resource<Connection>, key: String) -> Result<i64, RedisError> {
+        self.call(&conn, "INCR", |c| c.arg(key)).await
+    }
+
+    async fn del(
+        &mut self,
+        conn: Resource<Connection>,
+        keys: Vec<String>,
+    ) -> Result<u32, RedisError> {
+        self.call(&conn, "DEL", |c| c.arg(keys)).await
+    }
+
+    async fn sadd(
+        &mut self,
+        conn: Resource<Connection>,
+        key: String,
+        values: Vec<String>,
+    ) -> Result<u32, RedisError> {
+        self.call(&conn, "SADD", |c| c.arg(key).arg(values)).await
+    }
+
+    async fn smembers(
+        &mut self,
+        conn: Resource<Connection>,
+        key: String,
+    ) -> Result<Vec<String>, RedisError> {
+        self.call(&conn, "SMEMBERS", |c| c.arg(key)).await
+    }
+
+    async fn srem(
+        &mut self,
+        conn: Resource<Connection>,
+        key: String,
+        values: Vec<String>,
+    ) -> Result<u32, RedisError> {
+        self.call(&conn, "SREM", |c| c.arg(key).arg(values)).await
+    }
+
+    async fn execute(
+        &mut self,
+        conn: Resource<Connection>,
+        command: String,
+        arguments: Vec<RedisParameter>,
+    ) -> Result<Vec<RedisResult>, RedisError> {
+        let mut cmd = redis::cmd(&command);
+        for arg in arguments {
+            match arg {
+                RedisParameter::Int64(n) => cmd.arg(n),
+                RedisParameter::Binary(b) => cmd.arg(b),
+            };
+        }
+        let value = self.run::<Value>(&conn, "execute", &cmd).await?;
+        let mut out = Vec::new();
+        flatten(value, &mut out);
+        Ok(out)
+    }
+
+    async fn drop(&mut self, conn: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table
+            .delete(Resource::<RedisConnection>::new_own(conn.rep()))?;
+        self.ctx.open = self.ctx.open.saturating_sub(1);
+        Ok(())
+    }
+}
+
+/// Spin's `execute` returns a flat list: nested replies are flattened in order.
+fn flatten(value: Value, out: &mut Vec<RedisResult>) {
+    match value {
+        Value::Nil => out.push(RedisResult::Nil),
+        Value::Int(n) => out.push(RedisResult::Int64(n)),
+        Value::BulkString(b) => out.push(RedisResult::Binary(b)),
+        Value::SimpleString(s) => out.push(RedisResult::Status(s)),
+        Value::Okay => out.push(RedisResult::Status("OK".into())),
+        Value::Boolean(b) => out.push(RedisResult::Int64(i64::from(b))),
+        Value::Double(d) => out.push(RedisResult::Binary(d.to_string().into_bytes())),
+        Value::VerbatimString { text, .. } => out.push(RedisResult::Binary(text.into_bytes())),
+        Value::Array(items) | Value::Set(items) | Value::Push { data: items, .. } => {
+            items.into_iter().for_each(|v| flatten(v, out))
+        }
+        Value::Map(pairs) => pairs.into_iter().for_each(|(k, v)| {
+            flatten(k, out);
+            flatten(v, out);
+        }),
+        Value::Attribute { data, .. } => flatten(*data, out),
+        other => out.push(RedisResult::Binary(format!("{other:?}").into_bytes())),
+    }
+}
