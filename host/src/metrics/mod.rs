@@ -10,10 +10,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod labels;
 mod process;
 mod text;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
+
+use self::labels::*;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -42,52 +45,58 @@ const INSTANTIATION_BUCKETS: [f64; 10] = [
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.1,
 ];
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SpinLabels {
-    app_id: Arc<str>,
-    component_id: Arc<str>,
-    trigger_type: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    route: Arc<str>,
-    method: &'static str,
-    status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    route: Arc<str>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CommandLabels {
-    command: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CommandErrorLabels {
-    command: &'static str,
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct GuestErrorLabels {
-    component_id: Arc<str>,
-    kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BuildLabels {
-    version: &'static str,
-    wasmtime_version: &'static str,
-}
+/// Every metric ping-host registers, in registration order: name and help.
+/// The names are an interface (dashboards and alerts read them).
+const REGISTERED: [(&str, &str); 12] = [
+    (
+        "spin_request_count",
+        "Requests handled by a component (Spin's spin.request_count)",
+    ),
+    (
+        "ping_host_http_requests",
+        "HTTP requests answered, by matched route, method and status (route is empty when no route matched)",
+    ),
+    (
+        "ping_host_http_request_duration_seconds",
+        "Time from the request head to the response head, by matched route",
+    ),
+    (
+        "ping_host_http_requests_in_flight",
+        "Requests being handled right now",
+    ),
+    (
+        "ping_host_instantiation_duration_seconds",
+        "Time to instantiate a component for one request",
+    ),
+    (
+        "ping_host_instances_in_use",
+        "Component instances running right now",
+    ),
+    (
+        "ping_host_instances_max",
+        "Size of the instance pool (--max-instances)",
+    ),
+    (
+        "ping_host_requests_rejected",
+        "Requests the runtime refused (reason: busy, body_too_large)",
+    ),
+    (
+        "ping_host_guest_errors",
+        "Requests a component failed to answer (kind: trap, timeout, memory, no_response)",
+    ),
+    (
+        "ping_host_redis_command_duration_seconds",
+        "Latency of Redis commands issued for components, failures included",
+    ),
+    (
+        "ping_host_redis_errors",
+        "Redis commands that failed (reason: timeout, refused, type, other)",
+    ),
+    (
+        "ping_host_build_info",
+        "Always 1; labels carry the ping-host and wasmtime versions",
+    ),
+];
 
 /// Every metric ping-host keeps, shared by the server, the Redis pool and the
 /// scrape endpoint.
@@ -140,8 +149,7 @@ impl Metrics {
         metrics.registered(max_instances)
     }
 
-    /// Registers every metric (name, help, metric): the names are an
-    /// interface (dashboards and alerts read them).
+    /// Registers every metric under its [`REGISTERED`] name.
     fn registered(mut self, max_instances: u32) -> Self {
         let instances_max = Gauge::<i64>::default();
         instances_max.set(i64::from(max_instances));
@@ -152,69 +160,21 @@ impl Metrics {
                 wasmtime_version: WASMTIME_VERSION,
             })
             .set(1);
-        let all: [(&str, &str, Box<dyn Metric>); 12] = [
-            (
-                "spin_request_count",
-                "Requests handled by a component (Spin's spin.request_count)",
-                Box::new(self.spin_requests.clone()),
-            ),
-            (
-                "ping_host_http_requests",
-                "HTTP requests answered, by matched route, method and status (route is empty when no route matched)",
-                Box::new(self.requests.clone()),
-            ),
-            (
-                "ping_host_http_request_duration_seconds",
-                "Time from the request head to the response head, by matched route",
-                Box::new(self.duration.clone()),
-            ),
-            (
-                "ping_host_http_requests_in_flight",
-                "Requests being handled right now",
-                Box::new(self.in_flight.clone()),
-            ),
-            (
-                "ping_host_instantiation_duration_seconds",
-                "Time to instantiate a component for one request",
-                Box::new(self.instantiation.clone()),
-            ),
-            (
-                "ping_host_instances_in_use",
-                "Component instances running right now",
-                Box::new(self.instances_in_use.clone()),
-            ),
-            (
-                "ping_host_instances_max",
-                "Size of the instance pool (--max-instances)",
-                Box::new(instances_max),
-            ),
-            (
-                "ping_host_requests_rejected",
-                "Requests the runtime refused (reason: busy, body_too_large)",
-                Box::new(self.rejected.clone()),
-            ),
-            (
-                "ping_host_guest_errors",
-                "Requests a component failed to answer (kind: trap, timeout, memory, no_response)",
-                Box::new(self.guest_errors.clone()),
-            ),
-            (
-                "ping_host_redis_command_duration_seconds",
-                "Latency of Redis commands issued for components, failures included",
-                Box::new(self.redis_duration.clone()),
-            ),
-            (
-                "ping_host_redis_errors",
-                "Redis commands that failed (reason: timeout, refused, type, other)",
-                Box::new(self.redis_errors.clone()),
-            ),
-            (
-                "ping_host_build_info",
-                "Always 1; labels carry the ping-host and wasmtime versions",
-                Box::new(build),
-            ),
+        let all: [Box<dyn Metric>; 12] = [
+            Box::new(self.spin_requests.clone()),
+            Box::new(self.requests.clone()),
+            Box::new(self.duration.clone()),
+            Box::new(self.in_flight.clone()),
+            Box::new(self.instantiation.clone()),
+            Box::new(self.instances_in_use.clone()),
+            Box::new(instances_max),
+            Box::new(self.rejected.clone()),
+            Box::new(self.guest_errors.clone()),
+            Box::new(self.redis_duration.clone()),
+            Box::new(self.redis_errors.clone()),
+            Box::new(build),
         ];
-        for (name, help, metric) in all {
+        for ((name, help), metric) in REGISTERED.into_iter().zip(all) {
             self.registry.register(name, help, Boxed(metric));
         }
         self.registry
@@ -327,21 +287,6 @@ impl EncodeMetric for Boxed {
 
     fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-}
-
-/// Standard methods by name; anything else is "other", so a client cannot
-/// mint label values (and series) at will.
-fn method_label(method: &http::Method) -> &'static str {
-    match *method {
-        http::Method::GET => "GET",
-        http::Method::HEAD => "HEAD",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::DELETE => "DELETE",
-        http::Method::PATCH => "PATCH",
-        http::Method::OPTIONS => "OPTIONS",
-        _ => "other",
     }
 }
 

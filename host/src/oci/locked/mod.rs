@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use self::schema::HttpTriggerConfig;
+pub use self::schema::{LockedApp, LockedComponent, LockedSource, LockedTrigger, LockedVariable};
 use super::digest::digest_of;
 use crate::app::{App, Component, HttpTrigger, Source, VariableDecl};
 
@@ -21,76 +22,7 @@ pub const INLINE_LIMIT: usize = 128;
 /// The content type Spin records for component sources.
 pub const WASM_CONTENT_TYPE: &str = "application/wasm";
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LockedApp {
-    /// 0 unless the app has host requirements (readers treat 0 as 1).
-    pub spin_lock_version: u32,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub must_understand: Vec<Value>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub metadata: BTreeMap<String, Value>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub host_requirements: BTreeMap<String, Value>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub variables: BTreeMap<String, LockedVariable>,
-    pub triggers: Vec<LockedTrigger>,
-    pub components: Vec<LockedComponent>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LockedVariable {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// Absent means required.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub secret: bool,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LockedTrigger {
-    pub id: String,
-    pub trigger_type: String,
-    pub trigger_config: Value,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct HttpTriggerConfig {
-    component: String,
-    route: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LockedComponent {
-    pub id: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub metadata: BTreeMap<String, Value>,
-    pub source: LockedSource,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub files: Vec<Value>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub config: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub dependencies: BTreeMap<String, Value>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub host_requirements: BTreeMap<String, Value>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LockedSource {
-    pub content_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    /// Base64 of the content itself, for content of at most [`INLINE_LIMIT`] bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inline: Option<String>,
-    /// `sha256:<hex>` of the content.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-}
+mod schema;
 
 /// Why a locked app cannot be run by ping-host.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +49,37 @@ pub enum LockedError {
 
 /// Builds the locked app for `app`, given each component's Wasm (by id).
 pub fn lock(app: &App, wasm: &BTreeMap<String, Arc<[u8]>>) -> LockedApp {
+    let variables = app
+        .variables
+        .iter()
+        .map(|(name, v)| {
+            let locked = LockedVariable {
+                description: v.description.clone(),
+                default: v.default.clone(),
+                secret: v.secret,
+            };
+            (name.clone(), locked)
+        })
+        .collect();
+    let triggers = app.http_triggers.iter().map(lock_trigger).collect();
+    let components = app
+        .components
+        .values()
+        .map(|c| lock_component(c, wasm.get(&c.id).map(|b| &b[..]).unwrap_or_default()))
+        .collect();
+    LockedApp {
+        spin_lock_version: 0,
+        must_understand: Vec::new(),
+        metadata: lock_metadata(app),
+        host_requirements: BTreeMap::new(),
+        variables,
+        triggers,
+        components,
+    }
+}
+
+/// The app's `metadata`, keys as Spin writes them.
+fn lock_metadata(app: &App) -> BTreeMap<String, Value> {
     let mut metadata = BTreeMap::new();
     if !app.authors.is_empty() {
         metadata.insert("authors".into(), Value::from(app.authors.clone()));
@@ -130,79 +93,51 @@ pub fn lock(app: &App, wasm: &BTreeMap<String, Arc<[u8]>>) -> LockedApp {
     if let Some(v) = &app.version {
         metadata.insert("version".into(), Value::from(v.clone()));
     }
+    metadata
+}
 
-    let variables = app
-        .variables
-        .iter()
-        .map(|(name, v)| {
-            let locked = LockedVariable {
-                description: v.description.clone(),
-                default: v.default.clone(),
-                secret: v.secret,
-            };
-            (name.clone(), locked)
+fn lock_trigger(t: &HttpTrigger) -> LockedTrigger {
+    LockedTrigger {
+        id: t.id.clone(),
+        trigger_type: "http".into(),
+        trigger_config: serde_json::to_value(HttpTriggerConfig {
+            component: t.component.clone(),
+            route: t.route.clone(),
         })
-        .collect();
+        .unwrap_or_default(),
+    }
+}
 
-    let triggers = app
-        .http_triggers
-        .iter()
-        .map(|t| LockedTrigger {
-            id: t.id.clone(),
-            trigger_type: "http".into(),
-            trigger_config: serde_json::to_value(HttpTriggerConfig {
-                component: t.component.clone(),
-                route: t.route.clone(),
-            })
-            .unwrap_or_default(),
-        })
-        .collect();
-
-    let components = app
-        .components
-        .values()
-        .map(|c| {
-            let bytes = wasm.get(&c.id).map(|b| &b[..]).unwrap_or_default();
-            let mut metadata = BTreeMap::new();
-            if !c.allowed_outbound_hosts.is_empty() {
-                metadata.insert(
-                    "allowed_outbound_hosts".into(),
-                    Value::from(c.allowed_outbound_hosts.clone()),
-                );
-            }
-            if let Some(build) = &c.build {
-                metadata.insert("build".into(), sorted(build));
-            }
-            if let Some(d) = &c.description {
-                metadata.insert("description".into(), Value::from(d.clone()));
-            }
-            LockedComponent {
-                id: c.id.clone(),
-                metadata,
-                source: LockedSource {
-                    content_type: WASM_CONTENT_TYPE.into(),
-                    source: None,
-                    inline: (bytes.len() <= INLINE_LIMIT)
-                        .then(|| base64::engine::general_purpose::STANDARD.encode(bytes)),
-                    digest: Some(digest_of(bytes)),
-                },
-                env: BTreeMap::new(),
-                files: Vec::new(),
-                config: c.variables.clone(),
-                dependencies: BTreeMap::new(),
-                host_requirements: BTreeMap::new(),
-            }
-        })
-        .collect();
-
-    LockedApp {
-        spin_lock_version: 0,
-        must_understand: Vec::new(),
+/// One component; its Wasm is inlined when it is at most [`INLINE_LIMIT`] bytes.
+fn lock_component(c: &Component, bytes: &[u8]) -> LockedComponent {
+    let mut metadata = BTreeMap::new();
+    if !c.allowed_outbound_hosts.is_empty() {
+        metadata.insert(
+            "allowed_outbound_hosts".into(),
+            Value::from(c.allowed_outbound_hosts.clone()),
+        );
+    }
+    if let Some(build) = &c.build {
+        metadata.insert("build".into(), sorted(build));
+    }
+    if let Some(d) = &c.description {
+        metadata.insert("description".into(), Value::from(d.clone()));
+    }
+    LockedComponent {
+        id: c.id.clone(),
         metadata,
+        source: LockedSource {
+            content_type: WASM_CONTENT_TYPE.into(),
+            source: None,
+            inline: (bytes.len() <= INLINE_LIMIT)
+                .then(|| base64::engine::general_purpose::STANDARD.encode(bytes)),
+            digest: Some(digest_of(bytes)),
+        },
+        env: BTreeMap::new(),
+        files: Vec::new(),
+        config: c.variables.clone(),
+        dependencies: BTreeMap::new(),
         host_requirements: BTreeMap::new(),
-        variables,
-        triggers,
-        components,
     }
 }
 
@@ -266,71 +201,14 @@ pub fn unlock(
 
     let mut components = BTreeMap::new();
     for c in locked.components {
-        let unsupported = |feature| LockedError::Unsupported {
-            id: c.id.clone(),
-            feature,
-        };
-        if !c.files.is_empty() {
-            return Err(unsupported("files"));
-        }
-        if !c.env.is_empty() {
-            return Err(unsupported("environment"));
-        }
-        if !c.dependencies.is_empty() {
-            return Err(unsupported("dependencies"));
-        }
-        if !c.host_requirements.is_empty() {
-            return Err(unsupported("host_requirements"));
-        }
-        let bytes: Arc<[u8]> = match (&c.source.inline, &c.source.digest) {
-            (Some(inline), _) => base64::engine::general_purpose::STANDARD
-                .decode(inline)
-                .map_err(|_| LockedError::Inline { id: c.id.clone() })?
-                .into(),
-            (None, Some(digest)) => blob(&c.id, digest).map_err(|message| LockedError::Blob {
-                id: c.id.clone(),
-                message,
-            })?,
-            (None, None) => return Err(LockedError::NoContent(c.id)),
-        };
-        let allowed_outbound_hosts = strings(c.metadata.get("allowed_outbound_hosts"));
-        let component = Component {
-            id: c.id.clone(),
-            description: c
-                .metadata
-                .get("description")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            source: Source::Bytes(bytes),
-            allowed_outbound_hosts,
-            variables: c.config,
-            build: c.metadata.get("build").cloned(),
-        };
-        components.insert(c.id, component);
+        let component = unlock_component(c, &mut blob)?;
+        components.insert(component.id.clone(), component);
     }
-
-    let mut http_triggers = Vec::new();
-    for t in locked.triggers {
-        if t.trigger_type != "http" {
-            return Err(LockedError::TriggerType {
-                id: t.id,
-                kind: t.trigger_type,
-            });
-        }
-        let config: HttpTriggerConfig = serde_json::from_value(t.trigger_config)
-            .map_err(|_| LockedError::TriggerConfig(t.id.clone()))?;
-        if !components.contains_key(&config.component) {
-            return Err(LockedError::UnknownComponent {
-                trigger: t.id,
-                component: config.component,
-            });
-        }
-        http_triggers.push(HttpTrigger {
-            id: t.id,
-            route: config.route,
-            component: config.component,
-        });
-    }
+    let http_triggers = locked
+        .triggers
+        .into_iter()
+        .map(|t| unlock_trigger(t, &components))
+        .collect::<Result<Vec<_>, _>>()?;
 
     Ok(App {
         name: text("name").unwrap_or_else(|| "app".into()),
@@ -340,6 +218,78 @@ pub fn unlock(
         variables,
         components,
         http_triggers,
+    })
+}
+
+/// One component, refusing what ping-host cannot run.
+fn unlock_component(
+    c: LockedComponent,
+    blob: &mut impl FnMut(&str, &str) -> Result<Arc<[u8]>, String>,
+) -> Result<Component, LockedError> {
+    let unsupported = |feature| LockedError::Unsupported {
+        id: c.id.clone(),
+        feature,
+    };
+    if !c.files.is_empty() {
+        return Err(unsupported("files"));
+    }
+    if !c.env.is_empty() {
+        return Err(unsupported("environment"));
+    }
+    if !c.dependencies.is_empty() {
+        return Err(unsupported("dependencies"));
+    }
+    if !c.host_requirements.is_empty() {
+        return Err(unsupported("host_requirements"));
+    }
+    let bytes: Arc<[u8]> = match (&c.source.inline, &c.source.digest) {
+        (Some(inline), _) => base64::engine::general_purpose::STANDARD
+            .decode(inline)
+            .map_err(|_| LockedError::Inline { id: c.id.clone() })?
+            .into(),
+        (None, Some(digest)) => blob(&c.id, digest).map_err(|message| LockedError::Blob {
+            id: c.id.clone(),
+            message,
+        })?,
+        (None, None) => return Err(LockedError::NoContent(c.id)),
+    };
+    Ok(Component {
+        description: c
+            .metadata
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        source: Source::Bytes(bytes),
+        allowed_outbound_hosts: strings(c.metadata.get("allowed_outbound_hosts")),
+        build: c.metadata.get("build").cloned(),
+        variables: c.config,
+        id: c.id,
+    })
+}
+
+/// One trigger: HTTP, naming a component the app defines.
+fn unlock_trigger(
+    t: LockedTrigger,
+    components: &BTreeMap<String, Component>,
+) -> Result<HttpTrigger, LockedError> {
+    if t.trigger_type != "http" {
+        return Err(LockedError::TriggerType {
+            id: t.id,
+            kind: t.trigger_type,
+        });
+    }
+    let config: HttpTriggerConfig = serde_json::from_value(t.trigger_config)
+        .map_err(|_| LockedError::TriggerConfig(t.id.clone()))?;
+    if !components.contains_key(&config.component) {
+        return Err(LockedError::UnknownComponent {
+            trigger: t.id,
+            component: config.component,
+        });
+    }
+    Ok(HttpTrigger {
+        id: t.id,
+        route: config.route,
+        component: config.component,
     })
 }
 

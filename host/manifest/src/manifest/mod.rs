@@ -8,8 +8,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+mod schema;
 
+use self::schema::{RawAppTrigger, RawComponent, RawHttpTrigger, RawManifest, RawVariable};
 use crate::app::{App, Component, HttpTrigger, Source, VariableDecl};
 use crate::variables::{self, Template};
 
@@ -37,71 +38,6 @@ pub enum ManifestError {
         key: String,
         message: String,
     },
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawManifest {
-    spin_manifest_version: toml::Value,
-    application: RawApplication,
-    #[serde(default)]
-    variables: BTreeMap<String, RawVariable>,
-    #[serde(default)]
-    trigger: BTreeMap<String, toml::Value>,
-    #[serde(default)]
-    component: BTreeMap<String, RawComponent>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawApplication {
-    name: String,
-    version: Option<String>,
-    description: Option<String>,
-    #[serde(default)]
-    authors: Vec<String>,
-    #[serde(default)]
-    trigger: BTreeMap<String, RawAppTrigger>,
-}
-
-/// `[application.trigger.http]`: only `base = "/"` (Spin's default) is meaningful here.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAppTrigger {
-    base: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawVariable {
-    description: Option<String>,
-    default: Option<String>,
-    #[serde(default)]
-    required: bool,
-    #[serde(default)]
-    secret: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHttpTrigger {
-    id: Option<String>,
-    route: toml::Value,
-    component: toml::Value,
-    executor: Option<toml::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawComponent {
-    source: toml::Value,
-    description: Option<String>,
-    #[serde(default)]
-    allowed_outbound_hosts: Vec<String>,
-    #[serde(default)]
-    variables: BTreeMap<String, String>,
-    /// Used by `spin build`; ignored at run time, recorded when pushing.
-    build: Option<toml::Value>,
 }
 
 /// Loads and validates `path`; component sources resolve against its directory.
@@ -436,7 +372,7 @@ mod tests {
     //! check what a valid manifest turns into.
     use super::*;
 
-    const GOOD: &str = include_str!("../tests/ui/valid/ping.toml");
+    const GOOD: &str = include_str!("../../tests/ui/valid/ping.toml");
 
     fn parse_str(text: &str) -> Result<App, ManifestError> {
         let dir = tempfile::tempdir().expect("tempdir");
