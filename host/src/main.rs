@@ -33,6 +33,18 @@ enum Command {
     Up(Box<UpArgs>),
     /// Push the app as a Spin OCI artifact, as `spin registry push` does.
     Push(PushArgs),
+    /// Compile the app's components ahead of time, for `up --precompiled DIR`.
+    Precompile(PrecompileArgs),
+}
+
+#[derive(Args)]
+struct PrecompileArgs {
+    /// The Spin manifest of the app to compile.
+    #[arg(short = 'f', long = "manifest", default_value = "spin.toml")]
+    manifest: PathBuf,
+    /// Where to write `<sha256 of the Wasm>.cwasm` for each component.
+    #[arg(long, value_name = "DIR")]
+    out_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -135,6 +147,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Up(args) => up(*args),
         Command::Push(args) => push(args),
+        Command::Precompile(args) => precompile(args),
     }
 }
 
@@ -217,6 +230,15 @@ async fn bind(addr: SocketAddr, flag: &str) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("{flag}: cannot listen on {addr}"))
+}
+
+fn precompile(args: PrecompileArgs) -> Result<()> {
+    let app = manifest::load(&args.manifest)?;
+    let opts = ping_host::engine::EngineOptions::default();
+    for (id, path) in ping_host::engine::precompile(&app, &opts, &args.out_dir)? {
+        println!("{id}\t{}", path.display());
+    }
+    Ok(())
 }
 
 fn push(args: PushArgs) -> Result<()> {

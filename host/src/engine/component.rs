@@ -55,6 +55,34 @@ impl ComponentPre {
     }
 }
 
+/// `allowed_outbound_hosts` templates name variables (`{{ redis_port }}`), so a
+/// bad entry is usually a bad variable value: this names them, and where each
+/// is set, for the start-up error. Empty when the entries name no variable.
+fn named_variables(templates: &[String]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    let parsed: Vec<_> = templates
+        .iter()
+        .filter_map(|t| crate::variables::Template::parse(t).ok())
+        .collect();
+    for name in parsed.iter().flat_map(|t| t.references()) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = names
+        .iter()
+        .map(|n| format!("`{n}` ({})", crate::variables::env_name(n)))
+        .collect();
+    format!(
+        " allowed_outbound_hosts is built from the variables {}: check their values \
+         (set with --variable NAME=VALUE or the environment variable shown)",
+        each.join(", ")
+    )
+}
+
 impl Engine {
     /// Loads component `id` of `app` with its variables and allow-list
     /// resolved from `vars`. Every configuration problem surfaces here.
@@ -74,8 +102,12 @@ impl Engine {
             .iter()
             .map(|h| vars.expand(h))
             .collect::<Result<Vec<_>, _>>()?;
-        let allowed =
-            AllowedHosts::parse(&expanded).with_context(|| format!("[component.{id}]"))?;
+        let allowed = AllowedHosts::parse(&expanded).with_context(|| {
+            format!(
+                "[component.{id}]{}",
+                named_variables(&spec.allowed_outbound_hosts)
+            )
+        })?;
         let env = ComponentEnv {
             variables: Arc::new(ComponentVariables::for_component(app, id, vars)?),
             allowed: Arc::new(allowed),
@@ -116,6 +148,9 @@ impl Engine {
             .with_context(|| format!("component `{id}`: cannot read {source}"))?;
         if !wasm.starts_with(b"\0asm") {
             bail!("component `{id}`: {source} is not a WebAssembly file");
+        }
+        if let Some(dir) = &self.precompiled {
+            return self.load_precompiled(dir, id, &wasm);
         }
         Component::new(&self.engine, &wasm)
             .map_err(anyhow::Error::from)

@@ -14,6 +14,7 @@
 
 mod component;
 mod limits;
+mod precompile;
 mod state;
 
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ use wasmtime::{
 
 pub use self::component::{ComponentEnv, ComponentPre};
 pub use self::limits::MemoryLimitExceeded;
+pub use self::precompile::{precompile, precompiled_path};
 pub use self::state::HostState;
 use crate::spin;
 
@@ -50,6 +52,9 @@ pub struct EngineOptions {
     pub keep_resident: usize,
     /// Where compiled components are cached; `None` compiles at every start.
     pub cache_dir: Option<PathBuf>,
+    /// A directory written by `ping-host precompile`: components load their
+    /// machine code from it and are never compiled (see [`precompile()`]).
+    pub precompiled: Option<PathBuf>,
 }
 
 impl EngineOptions {
@@ -68,6 +73,7 @@ impl Default for EngineOptions {
             max_memory: Self::DEFAULT_MAX_MEMORY_MIB * 1024 * 1024,
             keep_resident: Self::DEFAULT_KEEP_RESIDENT_KIB * 1024,
             cache_dir: None,
+            precompiled: None,
         }
     }
 }
@@ -90,6 +96,10 @@ pub struct EngineArgs {
     /// Compile every start instead of using the compilation cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Load components from this directory, written by `ping-host precompile`, instead of
+    /// compiling them (for read-only file systems such as the container image).
+    #[arg(long, value_name = "DIR")]
+    pub precompiled: Option<PathBuf>,
 }
 
 impl EngineArgs {
@@ -109,6 +119,7 @@ impl EngineArgs {
             } else {
                 self.cache_dir()
             },
+            precompiled: self.precompiled.clone(),
         }
     }
 }
@@ -126,6 +137,7 @@ pub struct Engine {
     engine: wasmtime::Engine,
     linker: Linker<HostState>,
     max_memory: usize,
+    precompiled: Option<PathBuf>,
 }
 
 impl Engine {
@@ -149,6 +161,7 @@ impl Engine {
             linker: linker(&engine)?,
             engine,
             max_memory: opts.max_memory,
+            precompiled: opts.precompiled.clone(),
         })
     }
 
