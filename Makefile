@@ -5,14 +5,21 @@ SHELL := /bin/bash
 CARGO ?= cargo
 WASM := target/wasm32-wasip2/wasm/ping_component.wasm
 HOST := target/release/ping-host
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+# `make image IMAGE=ghcr.io/you/ping` names it for `podman push`; the tag is always the version.
+IMAGE ?= localhost/ping
+MUSL := x86_64-unknown-linux-musl
 
-.PHONY: help deps chart-tools monitoring-tools bench-tools component build up monitor test chart-test monitoring-test sync-monitoring fuzz cluster-test bench soak lint clean
+.PHONY: help deps container-tools image-context image container-test chart-tools monitoring-tools bench-tools component build up monitor test chart-test monitoring-test sync-monitoring fuzz cluster-test bench soak lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 deps: ## Install what is missing (wasm32-wasip2 target, redis-server, docker-registry)
 	@scripts/install-deps.sh
+
+container-tools: chart-tools ## Install podman, buildah, runc, the musl target, pinned podman-compose and the Compose schema
+	@scripts/install-container-tools.sh
 
 chart-tools: ## Install pinned helm, kubectl and kubernetes-validate into .tools/
 	@scripts/install-k8s-tools.sh
@@ -30,15 +37,32 @@ component: deps ## Build the Wasm components (size profile): ping, and the fault
 build: component ## Build the component and ping-host (release)
 	$(CARGO) build --release -p ping-host
 
+image-context: component container-tools ## What the Dockerfile copies: static ping-host and the precompiled component (target/image/)
+	$(CARGO) build --release --target $(MUSL) -p ping-host
+	rm -rf target/image && mkdir -p target/image
+	strip -o target/image/ping-host target/$(MUSL)/release/ping-host
+	target/image/ping-host precompile --manifest spin.toml --out-dir target/image/precompiled
+
+image: image-context ## Build the container image (localhost/ping:VERSION; IMAGE= to rename) with podman, no daemon (push it with `podman push`)
+	podman build --file Dockerfile --tag $(IMAGE):$(VERSION) \
+	  --build-arg VERSION=$(VERSION) \
+	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	  --build-arg CREATED=$$(date -u -d @$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || date +%s)} +%Y-%m-%dT%H:%M:%SZ) \
+	  .
+	@echo "image: $(IMAGE):$(VERSION) ($$(podman image inspect --format '{{.Size}}' $(IMAGE):$(VERSION)) bytes)"
+
+container-test: image ## Only the container image and compose.yaml: podman (runc), podman-compose, a real Redis
+	.tools/venv/bin/python -m pytest -q tests/container
+
 up: build ## Start Redis (AOF under .data/) and serve on 127.0.0.1:3000 (metrics on 127.0.0.1:9464)
 	@scripts/up.sh
 
 monitor: deps ## Next to `make up`: Prometheus on 127.0.0.1:9090 with ping's rules, and a Redis exporter
 	@scripts/monitor.sh
 
-test: build chart-tools monitoring-tools ## Run every test: Rust unit and end-to-end (real Redis, registry, Prometheus), chart and monitoring checks, fuzz smoke
+test: build chart-tools monitoring-tools image ## Run every test: Rust unit and end-to-end (real Redis, registry, Prometheus), chart, monitoring, container image and compose checks, fuzz smoke
 	$(CARGO) test --release --workspace --exclude ping-component --exclude misbehave-component
-	.tools/venv/bin/python -m pytest -q helm/tests monitoring/tests
+	.tools/venv/bin/python -m pytest -q helm/tests monitoring/tests tests/container
 	FUZZ_SECS=20 scripts/fuzz.sh
 
 chart-test: chart-tools ## Only the chart: helm lint/template, Kubernetes schemas, policies
