@@ -2,9 +2,9 @@
 //!
 //! Module map (dependencies point down the list; none points back up):
 //!
-//! - [`http`] serves the app: [`http::server`] (listen, accept, drain, shared
+//! - [`http`] serves the app: `http::server` (listen, accept, drain, shared
 //!   with the metrics endpoint), Spin's request headers, the WASIp2 executor,
-//!   admission and [`http::Refusal`], every answer the runtime gives itself;
+//!   admission and `http::Refusal`, every answer the runtime gives itself;
 //! - [`engine`] owns wasmtime: configuration, the compilation cache, the epoch
 //!   ticker, loading and linking components, and the only `new_store`;
 //! - [`spin`] implements the Spin interfaces guests import, one module each

@@ -1,6 +1,6 @@
 //! `GET /metrics` on its own listener (`--metrics-listen`), so that scraping
 //! never competes with, or is exposed through, the app's port. It shares the
-//! app's accept loop ([`super::server::serve`]).
+//! app's accept loop (`super::server::serve`).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,10 +3,10 @@
 //! paths, add Spin's `spin-*` request headers, then run the request on a fresh
 //! instance of the routed component.
 //!
-//! Along Spin trigger-http's seams: [`server`] listens, accepts and drains;
+//! Along Spin trigger-http's seams: `server` listens, accepts and drains;
 //! `headers` builds Spin's request headers; `executor` makes the guest call;
-//! [`Refusal`] is every answer the runtime gives itself; `admission` caps
-//! concurrency. Serving one request, top to bottom, is [`HttpServer::dispatch`].
+//! `Refusal` is every answer the runtime gives itself; `admission` caps
+//! concurrency. Serving one request, top to bottom, is `HttpServer::dispatch`.
 
 mod admission;
 mod executor;
@@ -14,7 +14,7 @@ mod headers;
 mod limits;
 pub mod metrics_endpoint;
 mod refusal;
-pub mod server;
+mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use self::admission::Slots;
 use self::headers::Target;
 pub use self::limits::{DEFAULT_DRAIN, HttpArgs, RequestLimits};
-pub use self::refusal::{GuestFailure, Refusal, text_response};
+pub(crate) use self::refusal::{Refusal, text_response};
 use crate::app::App;
 use crate::engine::{ComponentPre, Engine, EngineOptions};
 use crate::metrics::Metrics;

@@ -3,11 +3,11 @@
 //! state with the host trait impls on it, and the allow-list check.
 //!
 //! - [`redis`], `fermyon:spin/redis@2.0.0`;
-//! - [`variables`], `fermyon:spin/variables@2.0.0`;
-//! - [`outbound_http`], `wasi:http/outgoing-handler` held to `allowed_outbound_hosts`;
+//! - `variables`, `fermyon:spin/variables@2.0.0`;
+//! - `outbound_http`, `wasi:http/outgoing-handler` held to `allowed_outbound_hosts`;
 //! - `bindings`, the generated traits and types, a leaf.
 
 mod bindings;
-pub mod outbound_http;
+pub(crate) mod outbound_http;
 pub mod redis;
-pub mod variables;
+pub(crate) mod variables;

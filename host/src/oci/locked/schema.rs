@@ -76,7 +76,7 @@ pub struct LockedSource {
     pub content_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    /// Base64 of the content itself, for content of at most [`INLINE_LIMIT`] bytes.
+    /// Base64 of the content itself, for content of at most [`INLINE_LIMIT`](super::INLINE_LIMIT) bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inline: Option<String>,
     /// `sha256:<hex>` of the content.

@@ -1,7 +1,7 @@
 //! `fermyon:spin/redis@2.0.0` for guests: Spin's Redis outbound.
 //!
-//! Laid out like Spin's `factor-outbound-redis`: the wiring ([`add_to_linker`]),
-//! per-instance state ([`RedisCtx`]) with the host trait impls on a view of it,
+//! Laid out like Spin's `factor-outbound-redis`: the wiring (`add_to_linker`),
+//! per-instance state (`RedisCtx`) with the host trait impls on a view of it,
 //! and the allow-list check before anything is dialled (in `open`). Commands go
 //! over the process-wide [`SharedConnections`]. Timeouts on connect and on each
 //! command bound how long a request can wait for a sick Redis. Passwords stay in
@@ -24,10 +24,10 @@ use super::bindings::redis::{self as wit, Connection, Error, RedisParameter, Red
 use crate::allowed_hosts::AllowedHosts;
 
 /// Connections one instance may hold open at once, like Spin's per-instance cap.
-pub const MAX_CONNECTIONS_PER_INSTANCE: usize = 10;
+const MAX_CONNECTIONS_PER_INSTANCE: usize = 10;
 
 /// Links `fermyon:spin/redis@2.0.0`; `view` finds the instance's Redis state.
-pub fn add_to_linker<T: Send + 'static>(
+pub(crate) fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     view: fn(&mut T) -> RedisView<'_>,
 ) -> wasmtime::Result<()> {
@@ -35,7 +35,7 @@ pub fn add_to_linker<T: Send + 'static>(
 }
 
 /// Per-instance Redis state.
-pub struct RedisCtx {
+pub(crate) struct RedisCtx {
     connections: Arc<SharedConnections>,
     allowed: Arc<AllowedHosts>,
     component: Arc<str>,
@@ -44,7 +44,7 @@ pub struct RedisCtx {
 
 impl RedisCtx {
     /// State for one instance of `component`, reaching only `allowed`.
-    pub fn new(
+    pub(crate) fn new(
         connections: Arc<SharedConnections>,
         allowed: Arc<AllowedHosts>,
         component: Arc<str>,
@@ -85,11 +85,11 @@ struct RedisConnection {
 }
 
 /// What the generated host traits are implemented on.
-pub struct RedisView<'a> {
+pub(crate) struct RedisView<'a> {
     /// The instance's resource table (shared with WASI).
-    pub table: &'a mut ResourceTable,
+    pub(crate) table: &'a mut ResourceTable,
     /// The instance's Redis state.
-    pub ctx: &'a mut RedisCtx,
+    pub(crate) ctx: &'a mut RedisCtx,
 }
 
 /// Marker tying [`RedisView`] to the linker.
