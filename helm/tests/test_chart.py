@@ -214,7 +214,8 @@ def test_every_pod_has_resources_probes_and_a_hardened_security_context(scenario
     """Every pod drops every capability, forbids privilege escalation and uses
     RuntimeDefault seccomp. Every pod but the app's is Pod Security
     "restricted"; the app's is "baseline", because the shim needs uid 0
-    (test_the_app_pod_runs_as_root_without_capabilities)."""
+    (test_the_app_pod_runs_as_root_without_capabilities), except in
+    runtime=container mode, where it is "restricted" too."""
     name, objects = scenario
     for where, spec in pod_specs(objects):
         pod_sc = spec.get("securityContext", {})
@@ -231,7 +232,7 @@ def test_every_pod_has_resources_probes_and_a_hardened_security_context(scenario
             assert "add" not in sc["capabilities"], label
             assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", label
         app = where == "Deployment/ping"
-        expected = "restricted" if not app or name == "restricted-values" else "baseline"
+        expected = "restricted" if not app or name in ("restricted-values", "container-values") else "baseline"
         assert pod_security_level(spec) == expected, f"{name}: {where}"
 
 
@@ -239,6 +240,8 @@ def test_the_app_runs_on_the_spin_shim(scenario):
     name, objects = scenario
     if name == "spinapp-values":
         return  # spin-operator renders the pods: test_spinapp_mode
+    if scenario_values(name).get("runtime") == "container":
+        return  # the container image, no shim: test_container_mode_needs_no_shim
     deployment = one(objects, "Deployment", "app")
     spec = deployment["spec"]["template"]["spec"]
     assert spec["runtimeClassName"] == "wasmtime-spin-v2"
@@ -490,6 +493,9 @@ def test_helm_test_pod_pings_twice():
         (["--set", "autoscaling.targetCPUUtilizationPercentage=150"], "targetCPUUtilizationPercentage"),
         (["--set", "redis.enabled=false"], "externalRedis"),
         (["--set", "resources.requests=null"], "requests"),
+        (["--set", "runtime=wasm"], "runtime"),
+        (["--set", "runtime=container", "--set", "container.image.tag=latest"], "tag"),
+        (["--set", "runtime=container", "--set", "workload=SpinApp"], "runtime=container"),
     ],
 )
 def test_invalid_values_are_rejected_with_a_clear_message(args, mentions):
@@ -793,3 +799,54 @@ def test_service_monitors_take_relabelings_and_honor_labels():
         (endpoint,) = monitor["spec"]["endpoints"]
         assert endpoint["honorLabels"] is True
         assert endpoint["metricRelabelings"] == [{"sourceLabels": ["__name__"], "regex": "go_.*", "action": "drop"}]
+
+
+# --- runtime=container (issue 13): the container image on clusters without the shim ---
+
+def test_container_mode_needs_no_shim():
+    """runtime=container runs the plain image (ping-host and the component) on
+    any node: no RuntimeClass, the image's own entrypoint, a non-root uid and a
+    read-only root file system, so Pod Security "restricted"; the app is
+    configured exactly as under the shim."""
+    shim = render()
+    objects = render("-f", str(CHART / "ci" / "container-values.yaml"))
+    deployment = one(objects, "Deployment", "app")
+    spec = deployment["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    assert "runtimeClassName" not in spec
+    assert "command" not in c and "args" not in c, "the image's entrypoint serves the app"
+    assert c["image"].startswith("ghcr.io/you/ping-container@sha256:")
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 65532
+    assert pod_security_level(spec) == "restricted"
+    # Same Spin variables, ports, probes and rollout as the shim mode.
+    (shim_c,) = app_pod(shim)["spec"]["containers"]
+    shim_env = {e["name"] for e in shim_c["env"]}
+    env = {e["name"] for e in c["env"]}
+    assert env == shim_env, env ^ shim_env
+    for key in ("ports", "livenessProbe", "readinessProbe", "resources", "lifecycle"):
+        assert c[key] == shim_c[key], key
+    # Spin's OTLP export has no reader in ping-host: no OTEL_* variables.
+    assert not any(e.startswith("OTEL_") for e in env)
+    # Everything around the app is there as in the shim mode.
+    kinds = {o["kind"] for o in objects}
+    assert {"Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress", "NetworkPolicy", "StatefulSet", "Secret", "ServiceMonitor"} <= kinds, kinds
+    # The default stays the shim.
+    assert app_pod(shim)["spec"]["runtimeClassName"] == "wasmtime-spin-v2"
+
+
+def test_container_mode_default_image_is_the_container_image_not_the_artifact():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["runtime"] == "shim"
+    assert values["container"]["image"]["repository"] != values["image"]["repository"]
+    (c,) = app_pod(render("--set", "runtime=container"))["spec"]["containers"]
+    assert c["image"] == f'{values["container"]["image"]["repository"]}:{values["container"]["image"]["tag"]}'
+
+
+def test_notes_name_the_mode_and_its_pod_security_level():
+    shim = helm("install", "ping", str(CHART), "--dry-run=client", "-n", NAMESPACE)
+    container = helm("install", "ping", str(CHART), "--dry-run=client", "-n", NAMESPACE, "--set", "runtime=container")
+    assert shim.returncode == 0 and container.returncode == 0, shim.stderr + container.stderr
+    assert "baseline" in shim.stdout and "containerd-shim-spin" in shim.stdout
+    notes = container.stdout.split("NOTES:", 1)[1]
+    assert "restricted" in notes and "container image" in notes and "baseline" not in notes

@@ -121,6 +121,12 @@ or as the chart's own Deployment. */}}
 {{- if eq .Values.workload "SpinApp" }}true{{ end }}
 {{- end }}
 
+{{/* The app runs as the plain container image (runtime=container: ping-host and the
+component, no RuntimeClass) rather than the Wasm artifact on containerd-shim-spin. */}}
+{{- define "ping.container" -}}
+{{- if eq .Values.runtime "container" }}true{{ end }}
+{{- end }}
+
 {{/* The port app pods listen on: spin-operator always uses 80 (port name http-app). */}}
 {{- define "ping.appPort" -}}
 {{- if include "ping.spinApp" . }}80{{ else }}{{ .Values.containerPort }}{{ end }}
@@ -167,6 +173,9 @@ http://{{ include "ping.otelCollector.fullname" . }}.{{ .Release.Namespace }}.sv
 {{- if has (upper .name) (list "REDIS_HOST" "REDIS_PORT" "REDIS_PASSWORD" "REDIS_DB" "COUNTER_KEY") }}
 {{- fail (printf "app.extraEnv: %s would override the Spin variable %s (containerd-shim-spin copies env vars named like app variables); set the chart's value instead" .name (lower .name)) }}
 {{- end }}
+{{- end }}
+{{- if and (include "ping.container" .) (include "ping.spinApp" .) }}
+{{- fail "runtime=container renders the chart's own Deployment of the container image: use it with workload=Deployment (a SpinApp runs the Wasm artifact through spin-operator's executor, so it needs runtime=shim)" }}
 {{- end }}
 {{- if and (eq (include "ping.autoscaler" .) "keda") (eq .Values.autoscaling.keda.trigger "prometheus") (not .Values.metrics.enabled) }}
 {{- fail "autoscaling.keda.trigger=prometheus scales on Spin's request rate, which needs metrics.enabled=true" }}
