@@ -808,8 +808,9 @@ def test_container_mode_needs_no_shim():
     any node: no RuntimeClass, the image's own entrypoint, a non-root uid and a
     read-only root file system, so Pod Security "restricted"; the app is
     configured exactly as under the shim."""
-    shim = render()
-    objects = render("-f", str(CHART / "ci" / "container-values.yaml"))
+    values = str(CHART / "ci" / "container-values.yaml")
+    shim = render("-f", values, "--set", "runtime=shim")
+    objects = render("-f", values)
     deployment = one(objects, "Deployment", "app")
     spec = deployment["spec"]["template"]["spec"]
     (c,) = spec["containers"]
@@ -819,20 +820,32 @@ def test_container_mode_needs_no_shim():
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 65532
     assert pod_security_level(spec) == "restricted"
-    # Same Spin variables, ports, probes and rollout as the shim mode.
+    # Same Spin variables, probes, resources and rollout as the shim mode.
     (shim_c,) = app_pod(shim)["spec"]["containers"]
-    shim_env = {e["name"] for e in shim_c["env"]}
+    shim_env = {e["name"] for e in shim_c["env"] if not e["name"].startswith("OTEL_")}
     env = {e["name"] for e in c["env"]}
-    assert env == shim_env, env ^ shim_env
-    for key in ("ports", "livenessProbe", "readinessProbe", "resources", "lifecycle"):
+    assert env - shim_env == {"PING_HOST_METRICS_LISTEN"} and shim_env <= env, env ^ shim_env
+    for key in ("livenessProbe", "readinessProbe", "resources", "lifecycle"):
         assert c[key] == shim_c[key], key
-    # Spin's OTLP export has no reader in ping-host: no OTEL_* variables.
+    assert c["ports"][0] == shim_c["ports"][0]
+    # Spin's OTLP export has no reader in ping-host, which serves its own
+    # metrics instead: a `metrics` port, in the Service and the ServiceMonitor,
+    # open to the scrapers only.
     assert not any(e.startswith("OTEL_") for e in env)
+    listen = next(e["value"] for e in c["env"] if e["name"] == "PING_HOST_METRICS_LISTEN")
+    assert c["ports"][1] == {"name": "metrics", "containerPort": int(listen.rsplit(":", 1)[1]), "protocol": "TCP"}
+    assert "metrics" in [p["name"] for p in one(objects, "Service", "app")["spec"]["ports"]]
+    assert [e["port"] for e in one(objects, "ServiceMonitor", "app")["spec"]["endpoints"]] == ["http", "metrics"]
+    rules = one(objects, "NetworkPolicy", "app")["spec"]["ingress"]
+    scrape = [r for r in rules if r["ports"] == [{"port": c["ports"][1]["containerPort"], "protocol": "TCP"}]]
+    assert len(scrape) == 1 and {"podSelector": {}} not in scrape[0]["from"]
     # Everything around the app is there as in the shim mode.
     kinds = {o["kind"] for o in objects}
     assert {"Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress", "NetworkPolicy", "StatefulSet", "Secret", "ServiceMonitor"} <= kinds, kinds
+    assert kinds == {o["kind"] for o in shim}
     # The default stays the shim.
-    assert app_pod(shim)["spec"]["runtimeClassName"] == "wasmtime-spin-v2"
+    assert app_pod(render())["spec"]["runtimeClassName"] == "wasmtime-spin-v2"
+    assert "metrics" not in [p["name"] for p in one(shim, "Service", "app")["spec"]["ports"]]
 
 
 def test_container_mode_default_image_is_the_container_image_not_the_artifact():

@@ -90,6 +90,20 @@ def test_serves_counts_as_non_root_with_read_only_root(podman, redis_image):
     assert "loaded precompiled code" in logs, logs
 
 
+def test_runtime_metrics_endpoint_for_the_charts_container_mode(podman, redis_image):
+    """The chart's runtime=container sets PING_HOST_METRICS_LISTEN and scrapes it."""
+    net = podman.network()
+    start_redis(podman, redis_image, net)
+    port, metrics = free_port(), free_port()
+    start_app(podman, net, port, "PING_HOST_METRICS_LISTEN=0.0.0.0:9464",
+              options=("-p", f"127.0.0.1:{metrics}:9464"))
+    wait_for("the app's health endpoint", healthy(port))
+    assert http("GET", f"http://127.0.0.1:{port}/ping") == (200, "1\n")
+    status, body = http("GET", f"http://127.0.0.1:{metrics}/metrics")
+    assert status == 200
+    assert 'ping_host_http_requests_total{' in body and 'route="/ping"' in body, body[:2000]
+
+
 def test_sigterm_drains_in_flight_requests_and_exits_0(podman, redis_image):
     net = podman.network()
     start_redis(podman, redis_image, net)

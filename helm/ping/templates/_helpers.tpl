@@ -127,6 +127,11 @@ component, no RuntimeClass) rather than the Wasm artifact on containerd-shim-spi
 {{- if eq .Values.runtime "container" }}true{{ end }}
 {{- end }}
 
+{{/* Where ping-host serves its own metrics in runtime=container mode with
+metrics.enabled (PING_HOST_METRICS_LISTEN): requests by route and status,
+latency, instances; the recording rules prefer them to Spin's span metrics. */}}
+{{- define "ping.hostMetricsPort" -}}9464{{- end }}
+
 {{/* The port app pods listen on: spin-operator always uses 80 (port name http-app). */}}
 {{- define "ping.appPort" -}}
 {{- if include "ping.spinApp" . }}80{{ else }}{{ .Values.containerPort }}{{ end }}
