@@ -99,9 +99,104 @@ pub(super) fn spin_headers<B>(
         .collect()
 }
 
+/// `spin-path-match-<name>` for each named segment of the matched route, the
+/// name's `_` written `-` (Spin 3.6 trigger-http: `/:path_segment` gives
+/// `spin-path-match-path-segment`).
+pub(super) fn path_matches(captures: &[(&str, &str)]) -> Vec<(HeaderName, HeaderValue)> {
+    captures
+        .iter()
+        .filter_map(|(name, value)| {
+            let name = format!("spin-path-match-{}", name.replace('_', "-")).to_ascii_lowercase();
+            Some((
+                HeaderName::from_bytes(name.as_bytes()).ok()?,
+                HeaderValue::from_str(value).ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Why a request cannot be handed to a component, if it cannot: the
+/// authority wasmtime-wasi-http (and so Spin 3.6 trigger-http) requires must
+/// come from the URI or from exactly one non-empty, visible-ASCII `Host`
+/// header that parses as `host[:port]` (RFC 9112 §3.2: otherwise 400).
+pub(super) fn client_error<B>(req: &Request<B>) -> Option<&'static str> {
+    if req.uri().authority().is_some() {
+        return None;
+    }
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let Some(host) = hosts.next() else {
+        return Some("no Host header");
+    };
+    if hosts.next().is_some() {
+        return Some("more than one Host header");
+    }
+    if host.is_empty() {
+        return Some("empty Host header");
+    }
+    let Ok(text) = host.to_str() else {
+        return Some("the Host header is not visible ASCII");
+    };
+    if text.parse::<http::uri::Authority>().is_err() {
+        return Some("the Host header is not host[:port]");
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_segments_become_spin_path_match_headers() {
+        let headers = path_matches(&[("path_segment", "path"), ("id", "42")]);
+        let got: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("spin-path-match-path-segment", "path"),
+                ("spin-path-match-id", "42")
+            ]
+        );
+    }
+
+    #[test]
+    fn requests_without_a_usable_authority_are_client_errors() {
+        let with = |host: Option<&[u8]>| {
+            let mut req = Request::get("/ping").body(()).expect("request");
+            if let Some(h) = host {
+                req.headers_mut().insert(
+                    http::header::HOST,
+                    HeaderValue::from_bytes(h).expect("header value"),
+                );
+            }
+            client_error(&req)
+        };
+        assert_eq!(with(Some(b"127.0.0.1:3000")), None);
+        assert_eq!(with(Some(b"[::1]:3000")), None);
+        assert_eq!(with(None), Some("no Host header"));
+        assert_eq!(with(Some(b"")), Some("empty Host header"));
+        assert!(with(Some(b"caf\xc3\xa9")).is_some(), "non-ASCII Host");
+        assert!(with(Some(b"a b")).is_some(), "not an authority");
+        let mut twice = Request::get("/").body(()).expect("request");
+        twice
+            .headers_mut()
+            .append(http::header::HOST, HeaderValue::from_static("a"));
+        twice
+            .headers_mut()
+            .append(http::header::HOST, HeaderValue::from_static("b"));
+        assert_eq!(client_error(&twice), Some("more than one Host header"));
+        let absolute = Request::get("http://example.test/ping")
+            .body(())
+            .expect("request");
+        assert_eq!(
+            client_error(&absolute),
+            None,
+            "the URI's authority is enough"
+        );
+    }
 
     fn header<'a>(t: &'a Target, name: &str) -> &'a str {
         let (_, value) = t

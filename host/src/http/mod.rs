@@ -110,12 +110,29 @@ impl HttpServer {
                 Target::new(slot, &trigger.route, &metrics)?,
             ));
         }
+        let router = Router::new(routes)?;
+        if !router.duplicates().is_empty() {
+            // Spin 3.6 trigger-http: the last declaration wins, the others are logged.
+            let lines: Vec<String> = router
+                .duplicates()
+                .iter()
+                .map(|d| {
+                    let shadowed = &app.http_triggers[d.shadowed].component;
+                    let effective = &app.http_triggers[d.effective].component;
+                    format!("  {shadowed}: {} (duplicate of {effective})", d.route)
+                })
+                .collect();
+            tracing::error!(
+                "The following component routes are duplicates and will never be used:\n{}",
+                lines.join("\n")
+            );
+        }
         Ok(HttpServer {
             name: app.name.clone(),
             version: app.version.clone(),
             image_digest: settings.image_digest.clone(),
             engine,
-            router: Router::new(routes)?,
+            router,
             components,
             slots: Slots::new(
                 settings.engine.max_instances as usize,
@@ -151,7 +168,9 @@ impl HttpServer {
         let settings = server::Connections {
             name: "app",
             head_timeout: self.limits.head_timeout,
-            max_head: Some(self.limits.max_head),
+            // hyper refuses only heads its buffer cannot hold; `dispatch`
+            // enforces the exact limit on the parsed head.
+            max_head: Some(self.limits.max_head + 1),
             drain,
         };
         server::serve(listener, settings, shutdown, move |req, client, local| {
@@ -193,14 +212,29 @@ impl HttpServer {
         response
     }
 
-    /// Route → body-size check → Spin headers → admission → the guest, under
-    /// the request deadline. Every refusal is counted and answered here.
+    /// Client errors → route → body-size check → Spin headers → admission →
+    /// the guest, under the request deadline. Every refusal is counted and
+    /// answered here.
     async fn dispatch(
         &self,
         mut req: Request<Incoming>,
         client: SocketAddr,
         local: SocketAddr,
     ) -> (Response<Body>, Routed<'_>) {
+        let size = limits::head_size(&req);
+        if size > self.limits.max_head {
+            self.metrics.rejected("head_too_large");
+            let limit = self.limits.max_head;
+            return (
+                Refusal::HeadTooLarge { size, limit }.into_response(),
+                Routed::Nowhere,
+            );
+        }
+        if let Some(why) = headers::client_error(&req) {
+            self.metrics.rejected("bad_request");
+            tracing::debug!(%client, "bad request: {why}");
+            return (Refusal::BadRequest(why).into_response(), Routed::Nowhere);
+        }
         let path = req.uri().path();
         if let Some(rest) = path.strip_prefix(WELL_KNOWN_PREFIX) {
             return (self.well_known(rest), Routed::WellKnown);
@@ -213,7 +247,8 @@ impl HttpServer {
         let answer = match self.check_body_size(&req) {
             Err(refusal) => Err(refusal),
             Ok(()) => {
-                let dynamic = headers::spin_headers(&req, client, local, found.path_info);
+                let mut dynamic = headers::spin_headers(&req, client, local, found.path_info);
+                dynamic.extend(headers::path_matches(&found.captures));
                 headers::insert(&mut req, dynamic, target);
                 self.run(served, req).await
             }
@@ -268,7 +303,12 @@ impl HttpServer {
     /// runtime itself so probes never depend on the guest.
     fn well_known(&self, rest: &str) -> Response<Body> {
         match rest {
-            "health" => text_response(StatusCode::OK, "OK"),
+            // Spin 3.6 trigger-http: `OK`, without a content type.
+            "health" => {
+                let mut response = text_response(StatusCode::OK, "OK");
+                response.headers_mut().remove(http::header::CONTENT_TYPE);
+                response
+            }
             "info" => {
                 let mut info = serde_json::Map::new();
                 info.insert("name".into(), self.name.clone().into());

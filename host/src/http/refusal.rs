@@ -1,9 +1,9 @@
 //! Every answer the runtime gives itself instead of a component's: one type
 //! with its status, body, metrics label and log line, used by the server and
 //! by the metrics alike (the pattern ping's own component uses for its
-//! failures). Answers hyper gives before a request reaches ping-host (431 for
-//! a head over `--max-header-kib`, a closed connection after
-//! `--header-read-timeout`) are not among them.
+//! failures). Answers hyper gives before a request reaches ping-host (400 for
+//! an unparsable head, 431 for a head hyper's buffer cannot hold, a closed
+//! connection after `--header-read-timeout`) are not among them.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
@@ -16,7 +16,16 @@ use crate::metrics::Metrics;
 /// Why the runtime answered instead of a component.
 #[derive(Debug)]
 pub enum Refusal {
-    /// No route matched, or an unknown `/.well-known/spin/` path: 404, no instance.
+    /// The request is malformed in a way hyper lets through but a component
+    /// cannot be given (no `Host`, an empty, repeated or non-ASCII one): 400
+    /// before routing and admission, counted as a rejection
+    /// (`reason="bad_request"`), never as a guest error. Spin 3.6.3 closes
+    /// the connection without an answer here; a 400 tells the client why.
+    BadRequest(&'static str),
+    /// The request head is larger than `--max-header-kib` (`limit`, bytes): 431.
+    HeadTooLarge { size: usize, limit: usize },
+    /// No route matched, or an unknown `/.well-known/spin/` path: 404 with an
+    /// empty body and no content type, as Spin 3.6 trigger-http answers it.
     NotFound,
     /// Every instance stayed busy for `--queue-wait`: 503 with `Retry-After: 1`.
     Busy,
@@ -79,6 +88,8 @@ impl Refusal {
     /// The HTTP status the client gets.
     pub fn status(&self) -> StatusCode {
         match self {
+            Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Refusal::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::NotFound => StatusCode::NOT_FOUND,
             Refusal::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -93,6 +104,8 @@ impl Refusal {
     pub fn metric_label(&self) -> Option<&'static str> {
         match self {
             Refusal::NotFound => None,
+            Refusal::BadRequest(_) => Some("bad_request"),
+            Refusal::HeadTooLarge { .. } => Some("head_too_large"),
             Refusal::Busy => Some("busy"),
             Refusal::BodyTooLarge { .. } => Some("body_too_large"),
             Refusal::DeadlineExceeded(_) => Some("timeout"),
@@ -129,6 +142,11 @@ impl Refusal {
     /// The response the client gets.
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
+        if let Refusal::NotFound = self {
+            let mut response = text_response(status, Bytes::new());
+            response.headers_mut().remove(http::header::CONTENT_TYPE);
+            return response;
+        }
         let mut response = text_response(status, self.body());
         if let Refusal::Busy = self {
             response
@@ -140,7 +158,11 @@ impl Refusal {
 
     fn body(&self) -> String {
         match self {
-            Refusal::NotFound => "Not Found\n".into(),
+            Refusal::BadRequest(why) => format!("bad request: {why}\n"),
+            Refusal::HeadTooLarge { size, limit } => format!(
+                "a request head of {size} bytes is larger than the {limit} bytes allowed (--max-header-kib)\n"
+            ),
+            Refusal::NotFound => String::new(),
             Refusal::Busy => "every instance is busy; retry shortly\n".into(),
             Refusal::BodyTooLarge { declared, limit } => {
                 let size = declared.map_or("the request body is".to_owned(), |n| {
@@ -202,5 +224,16 @@ mod tests {
         let silent = anyhow::anyhow!("the guest returned without setting a response");
         assert_eq!(Refusal::guest(silent).metric_label(), Some("no_response"));
         assert_eq!(Refusal::NotFound.metric_label(), None);
+        let not_found = Refusal::NotFound.into_response();
+        assert_eq!(not_found.status(), 404);
+        assert!(
+            not_found.headers().get("content-type").is_none(),
+            "Spin's 404 has no body and no content type"
+        );
+        let bad = Refusal::BadRequest("no Host header");
+        assert_eq!(
+            (bad.status(), bad.metric_label()),
+            (StatusCode::BAD_REQUEST, Some("bad_request"))
+        );
     }
 }

@@ -78,7 +78,7 @@ const REGISTERED: [(&str, &str); 12] = [
     ),
     (
         "ping_host_requests_rejected",
-        "Requests the runtime refused (reason: busy, body_too_large)",
+        "Requests the runtime refused (reason: bad_request, head_too_large, busy, body_too_large)",
     ),
     (
         "ping_host_guest_errors",
@@ -227,7 +227,7 @@ impl Metrics {
         InstanceInUse(self.clone())
     }
 
-    /// Counts a request the runtime refused (`reason`: busy, body_too_large).
+    /// Counts a request the runtime refused (`reason`: bad_request, head_too_large, busy, body_too_large).
     pub fn rejected(&self, reason: &'static str) {
         self.rejected.get_or_create(&ReasonLabels { reason }).inc();
     }

@@ -11,6 +11,20 @@ static mut HOARD: Vec<Vec<u8>> = Vec::new();
 
 #[http_component]
 fn handle(req: Request) -> Response {
+    // `x-echo: spin-headers` on any path: the Spin request headers it got,
+    // one `name: value` line each, sorted.
+    if req.header("x-echo").and_then(|v| v.as_str()) == Some("spin-headers") {
+        let mut lines: Vec<String> = req
+            .headers()
+            .filter(|(n, _)| n.starts_with("spin-"))
+            .map(|(n, v)| format!("{n}: {}", v.as_str().unwrap_or("<binary>")))
+            .collect();
+        lines.sort();
+        return Response::builder()
+            .status(200)
+            .body(lines.join("\n"))
+            .build();
+    }
     let query = req.query().to_owned();
     let (status, body): (u16, String) = match req.path() {
         "/ok" => (200, "ok".into()),
