@@ -10,13 +10,12 @@ import subprocess
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
-from conftest import PING_IMAGE, ROOT, free_port, http, podman_version, wait_for
+from container_harness import PING_IMAGE, ROOT, free_port, http, podman_version, wait_for
 
 COMPOSE = ROOT / "compose.yaml"
 SCHEMA = ROOT / ".tools" / "compose-spec" / "compose.schema.json"

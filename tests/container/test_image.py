@@ -10,9 +10,7 @@ import tarfile
 import threading
 import time
 
-import pytest
-
-from conftest import PING_IMAGE, VERSION, free_port, http, image_config, wait_for
+from container_harness import PING_IMAGE, VERSION, free_port, http, image_config, wait_for
 
 APP_OPTIONS = ("--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
 
