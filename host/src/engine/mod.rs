@@ -28,7 +28,7 @@ use wasmtime::{
 
 pub use self::component::{ComponentEnv, ComponentPre};
 pub use self::limits::MemoryLimitExceeded;
-pub use self::precompile::{precompile, precompiled_path};
+pub use self::precompile::precompile;
 pub use self::state::HostState;
 use crate::spin;
 

@@ -26,7 +26,7 @@ pub const EXTENSION: &str = "cwasm";
 
 /// The file under `dir` that holds the machine code compiled from `wasm`:
 /// `<dir>/<lower-case hex sha256 of wasm>.cwasm`.
-pub fn precompiled_path(dir: &Path, wasm: &[u8]) -> PathBuf {
+pub(crate) fn precompiled_path(dir: &Path, wasm: &[u8]) -> PathBuf {
     let digest = Sha256::digest(wasm);
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     dir.join(format!("{hex}.{EXTENSION}"))
@@ -34,7 +34,7 @@ pub fn precompiled_path(dir: &Path, wasm: &[u8]) -> PathBuf {
 
 /// Compiles every component of `app` with the engine `opts` describe (the
 /// settings `ping-host up` uses by default) and writes each to
-/// [`precompiled_path`] under `out`, creating `out` if needed.
+/// `<out>/<lower-case hex sha256 of its Wasm>.cwasm`, creating `out` if needed.
 ///
 /// Returns `(component id, written file)` pairs, ordered by component id.
 ///
