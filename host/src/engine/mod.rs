@@ -27,7 +27,7 @@ use wasmtime::{
 };
 
 pub use self::component::{ComponentEnv, ComponentPre};
-pub use self::limits::MemoryLimitExceeded;
+pub(crate) use self::limits::MemoryLimitExceeded;
 pub use self::precompile::precompile;
 pub use self::state::HostState;
 use crate::spin;
@@ -221,6 +221,13 @@ fn base_config(cache_dir: Option<&std::path::Path>) -> Config {
 
 /// wasmtime's own compilation cache (keyed by the Wasm and every engine
 /// setting, with its own eviction) in `dir/compiled`, readable by this user only.
+///
+/// It replaced a hand-written cache that mmapped uncompressed `.cwasm` files.
+/// Measured on 2 cores, start to first `/.well-known/spin/health` answer with
+/// the ping component, 15 warm starts each: 9.3 ms median with the hand-written
+/// cache, 13 ms with wasmtime's (it stores zstd-compressed entries: 236 KiB
+/// instead of 607 KiB); compiling without a cache takes 165 ms. Both are far
+/// inside the 100 ms cold-start goal, so the maintained library wins.
 fn compilation_cache(dir: &std::path::Path) -> Result<Cache> {
     let dir = std::path::absolute(dir.join("compiled"))?;
     std::fs::create_dir_all(&dir)?;
