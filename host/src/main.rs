@@ -120,7 +120,7 @@ struct UpArgs {
     from_registry: Option<String>,
     #[command(flatten)]
     registry: RegistryArgs,
-    /// Set an application variable: NAME=VALUE, or NAME=@FILE to read the value from a file.
+    /// Set application variables: NAME=VALUE, NAME=@FILE (the file's bytes), or @FILE.toml / @FILE.json (many).
     /// Takes precedence over SPIN_VARIABLE_<NAME> and the manifest default.
     #[arg(long = "variable", value_name = "NAME=VALUE")]
     variables: Vec<String>,
@@ -169,8 +169,10 @@ fn up(args: UpArgs) -> Result<()> {
         .enable_all()
         .build()?;
     let (app, image_digest) = runtime.block_on(load_app(&args))?;
-    let vars =
-        variables::Resolved::resolve(&app.variables, &args.variables, |k| std::env::var(k).ok())?;
+    // Spin 3.6: SPIN_VARIABLE_* from the environment, else from ./.env.
+    let dotenv = variables::DotEnv::load(std::path::Path::new(".env"))?;
+    let env = |k: &str| std::env::var(k).ok().or_else(|| dotenv.get(k));
+    let vars = variables::Resolved::resolve(&app.variables, &args.variables, env)?;
     let settings = Settings {
         engine: args.engine.options(),
         redis: Timeouts::from(&args.redis),

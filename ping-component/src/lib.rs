@@ -34,28 +34,62 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[http_component]
 fn handle(req: Request) -> Response {
     let method = req.method();
-    match req.path() {
-        "/" => only(method, &[Method::Get], hello),
-        "/ping" => match method {
-            Method::Get => ping(&req),
-            Method::Delete => delete(),
-            _ => not_allowed("GET, DELETE"),
-        },
-        "/count" => only(method, &[Method::Get], || count(&req)),
-        "/test" => only(method, &[Method::Get], test),
-        "/del_ping" => only(method, &[Method::Get], delete),
-        "/metrics" => only(method, &[Method::Get], metrics),
-        _ => text(404, "not found\n"),
+    // HEAD on a GET route (curl -I, load-balancer checks): the GET answer's
+    // status and headers without its body, and without its side effects.
+    if *method == Method::Head {
+        return head(get_route(&req, true));
+    }
+    match (req.path(), method) {
+        ("/ping", Method::Get) => ping(&req),
+        ("/ping", Method::Delete) => delete(),
+        ("/ping", _) => not_allowed("GET, HEAD, DELETE"),
+        (_, Method::Get) => get_route(&req, false).unwrap_or_else(not_found),
+        (path, _) if GET_ROUTES.contains(&path) => not_allowed("GET, HEAD"),
+        _ => not_found(),
     }
 }
 
-/// Runs `handler` when `method` is one of `allowed`, otherwise answers 405.
-fn only(method: &Method, allowed: &[Method], handler: impl FnOnce() -> Response) -> Response {
-    if allowed.contains(method) {
-        handler()
-    } else {
-        let names: Vec<String> = allowed.iter().map(|m| m.to_string()).collect();
-        not_allowed(&names.join(", "))
+/// Routes answering only GET (and HEAD).
+const GET_ROUTES: [&str; 6] = ["/", "/ping", "/count", "/test", "/del_ping", "/metrics"];
+
+/// The answer to `GET path`, `None` for an unknown path. With `read_only`
+/// (for HEAD), the routes that change the counter read it instead, so the
+/// status is still honest (503 when Redis is away, 409 for a non-integer).
+fn get_route(req: &Request, read_only: bool) -> Option<Response> {
+    Some(match req.path() {
+        "/" => hello(),
+        "/ping" if read_only => count(req),
+        "/ping" => ping(req),
+        "/count" => count(req),
+        "/test" => test(),
+        "/del_ping" if read_only => peek(),
+        "/del_ping" => delete(),
+        "/metrics" => metrics(),
+        _ => return None,
+    })
+}
+
+/// `answer` without its body (HEAD), or 404 for an unknown path.
+fn head(answer: Option<Response>) -> Response {
+    let answer = answer.unwrap_or_else(not_found);
+    let mut builder = Response::builder();
+    builder.status(*answer.status());
+    for (name, value) in answer.headers() {
+        builder.header(name, value.as_str().unwrap_or_default());
+    }
+    builder.body(Vec::new()).build()
+}
+
+fn not_found() -> Response {
+    text(404, "not found\n")
+}
+
+/// Whether Redis answers for the counter key, without changing it: 200 or
+/// the failure `DELETE` would meet.
+fn peek() -> Response {
+    match with_redis(|conn, key| conn.get(key)) {
+        Ok(_) => text(200, ""),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -159,12 +193,24 @@ enum Failure {
 }
 
 impl From<redis::Error> for Failure {
+    /// A non-integer counter is a conflict on every runtime: ping-host used
+    /// to say `type-error`, Spin 3.6 (and so containerd-shim-spin) says
+    /// `other` with Redis's own text, which is recognised here.
     fn from(e: redis::Error) -> Self {
         match e {
             redis::Error::TypeError => Failure::NotANumber(counter_key()),
+            redis::Error::Other(text) if is_type_error_text(&text) => {
+                Failure::NotANumber(counter_key())
+            }
             other => Failure::Redis(other),
         }
     }
+}
+
+/// Redis's error text for a value of the wrong type: `ERR value is not an
+/// integer or out of range` (INCR on a non-integer) and `WRONGTYPE ...`.
+fn is_type_error_text(text: &str) -> bool {
+    text.contains("not an integer") || text.contains("WRONGTYPE")
 }
 
 impl IntoResponse for Failure {
@@ -223,10 +269,16 @@ fn redis_address() -> Result<String, Failure> {
             "redis_db `{db}` is not a database number"
         )));
     }
-    let host = if host.contains(':') {
-        format!("[{host}]")
+    // An IPv6 address goes in brackets in the URL, whether the variable
+    // holds `::1` or `[::1]`.
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(&host);
+    let host = if bare.contains(':') {
+        format!("[{bare}]")
     } else {
-        host
+        host.clone()
     };
     let auth = if password.is_empty() {
         String::new()

@@ -221,6 +221,8 @@ pub struct HostConfig {
     pub cache_dir: Option<PathBuf>,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The working directory (where a `.env` file is looked for).
+    pub cwd: Option<PathBuf>,
 }
 
 impl HostConfig {
@@ -246,6 +248,12 @@ impl HostConfig {
         self
     }
 
+    /// Runs ping-host in `dir` (default: the test's own working directory).
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
     pub fn manifest(mut self, path: impl Into<PathBuf>) -> Self {
         self.manifest = Some(path.into());
         self
@@ -268,6 +276,9 @@ impl HostConfig {
 
     fn command(&self, port: u16, log: &Path) -> Result<Command> {
         let mut cmd = Command::new(host_bin());
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
         cmd.arg("up");
         match &self.from_registry {
             Some(reference) => cmd.args(["--from-registry", reference]),

@@ -100,7 +100,7 @@ fn wrong_methods_and_unknown_paths() -> anyhow::Result<()> {
     assert_eq!(post.status, 405);
     assert_eq!(
         post.headers.get("allow").and_then(|v| v.to_str().ok()),
-        Some("GET, DELETE")
+        Some("GET, HEAD, DELETE")
     );
     let put = request(&c, "PUT", &host.url("/count"), &[])?;
     assert_eq!(
@@ -108,7 +108,7 @@ fn wrong_methods_and_unknown_paths() -> anyhow::Result<()> {
             put.status,
             put.headers.get("allow").and_then(|v| v.to_str().ok())
         ),
-        (405, Some("GET"))
+        (405, Some("GET, HEAD"))
     );
     assert_eq!(
         redis.counter("ping")?,

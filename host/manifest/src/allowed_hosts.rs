@@ -183,7 +183,18 @@ fn split_host_port(s: &str) -> Option<(&str, Option<&str>)> {
         };
     }
     match s.rsplit_once(':') {
-        Some((h, _)) if h.contains(':') => None, // an unbracketed IPv6 literal is ambiguous
+        // An unbracketed IPv6 literal then `:port`, which is what
+        // `redis://{{ redis_host }}:{{ redis_port }}` renders for `::1`:
+        // read as host and port. Anything else unbracketed with several
+        // colons is ambiguous.
+        Some((h, p))
+            if h.contains(':')
+                && h.parse::<Ipv6Addr>().is_ok()
+                && (p == "*" || (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))) =>
+        {
+            Some((h, Some(p)))
+        }
+        Some((h, _)) if h.contains(':') => None,
         Some((h, p)) if !h.is_empty() => Some((h, Some(p))),
         Some(_) => None,
         None => Some((s, None)),
@@ -246,6 +257,15 @@ mod tests {
         assert!(
             v4.allows(&dest("redis", "[::ffff:127.0.0.1]", 6379)),
             "mapped form is the same address"
+        );
+        // `redis://{{ redis_host }}:{{ redis_port }}` with redis_host `::1`.
+        let rendered = allowed(&["redis://::1:6379", "redis://fe80::2:*"]);
+        assert!(rendered.allows(&dest("redis", "::1", 6379)));
+        assert!(!rendered.allows(&dest("redis", "::1", 6380)));
+        assert!(rendered.allows(&dest("redis", "fe80::2", 1)));
+        assert!(
+            AllowedHosts::parse(&["redis://::1"]).is_err(),
+            "ambiguous without a port"
         );
     }
 

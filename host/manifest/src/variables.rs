@@ -24,7 +24,9 @@ pub enum VariableError {
         "variable `{name}` is required but has no value: pass `--variable {name}=...` or set {env}"
     )]
     Missing { name: String, env: String },
-    #[error("--variable `{0}`: expected NAME=VALUE (or NAME=@FILE)")]
+    #[error(
+        "--variable `{0}`: expected NAME=VALUE, NAME=@FILE, or @FILE.toml / @FILE.json for many"
+    )]
     BadOverride(String),
     #[error("--variable `{name}`: the manifest declares no such variable (declared: {declared})")]
     UnknownOverride { name: String, declared: String },
@@ -32,6 +34,14 @@ pub enum VariableError {
     OverrideFile {
         name: String,
         file: String,
+        reason: String,
+    },
+    #[error("--variable `@{file}`: {reason}")]
+    VariablesFile { file: String, reason: String },
+    #[error("{file} line {line}: {reason}")]
+    DotEnv {
+        file: String,
+        line: usize,
         reason: String,
     },
 }
@@ -51,6 +61,124 @@ pub fn check_name(name: &str) -> Result<(), VariableError> {
 /// The environment variable Spin reads for variable `name`.
 pub fn env_name(name: &str) -> String {
     format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())
+}
+
+/// `--variable @FILE` as Spin 3.6 reads it: a `.json` or `.toml` file holding
+/// a table of `name = "value"` strings.
+fn variables_file(file: &str) -> Result<BTreeMap<String, String>, VariableError> {
+    let err = |reason: String| VariableError::VariablesFile {
+        file: file.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| err(format!("cannot read it: {e}")))?;
+    match std::path::Path::new(file).extension().and_then(|e| e.to_str()) {
+        Some("json") => serde_json::from_str(&text)
+            .map_err(|e| err(format!("not a JSON object of strings: {e}"))),
+        Some("toml") => {
+            toml::from_str(&text).map_err(|e| err(format!("not a TOML table of strings: {e}")))
+        }
+        _ => Err(err(
+            "variable files must end in .json or .toml (for one value from a file, write NAME=@FILE)"
+                .into(),
+        )),
+    }
+}
+
+/// A `.env` file's assignments, the fallback Spin 3.6 uses after the process
+/// environment for `SPIN_VARIABLE_*` (read from the working directory).
+/// Lines are `NAME=value`, optionally after `export `; blank lines and `#`
+/// comments are skipped; values may be 'single-quoted' (literal),
+/// "double-quoted" (with `\n`, `\"`, `\\` escapes) or bare (trimmed, up to a
+/// ` #` comment). `$` substitution, which Spin's dotenv parser performs, is
+/// refused with the line number rather than read differently.
+#[derive(Debug, Default, Clone)]
+pub struct DotEnv(HashMap<String, String>);
+
+impl DotEnv {
+    /// Reads `path`; a missing file is an empty one, as under Spin.
+    pub fn load(path: &std::path::Path) -> Result<Self, VariableError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, &path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DotEnv::default()),
+            Err(e) => Err(VariableError::DotEnv {
+                file: path.display().to_string(),
+                line: 0,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Parses `.env` text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, VariableError> {
+        let mut map = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let err = |reason: &str| VariableError::DotEnv {
+                file: file.to_owned(),
+                line: i + 1,
+                reason: reason.to_owned(),
+            };
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let (key, raw) = line
+                .split_once('=')
+                .ok_or_else(|| err("expected NAME=value"))?;
+            let key = key.trim();
+            if key.is_empty()
+                || !key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+            {
+                return Err(err("expected NAME=value"));
+            }
+            let raw = raw.trim();
+            let value = if let Some(rest) = raw.strip_prefix('\'') {
+                rest.strip_suffix('\'')
+                    .ok_or_else(|| err("unterminated '"))?
+                    .to_owned()
+            } else if let Some(rest) = raw.strip_prefix('"') {
+                let inner = rest
+                    .strip_suffix('"')
+                    .ok_or_else(|| err("unterminated \""))?;
+                if inner.contains('$') {
+                    return Err(err(
+                        "`$` substitution is not supported by ping-host; single-quote the value",
+                    ));
+                }
+                let mut out = String::new();
+                let mut chars = inner.chars();
+                while let Some(c) = chars.next() {
+                    out.push(match (c, c == '\\') {
+                        (_, true) => match chars.next() {
+                            Some('n') => '\n',
+                            Some(other) => other,
+                            None => return Err(err("a value ends in `\\`")),
+                        },
+                        (c, false) => c,
+                    });
+                }
+                out
+            } else {
+                let bare = raw.split(" #").next().unwrap_or("").trim_end();
+                if bare.contains('$') {
+                    return Err(err(
+                        "`$` substitution is not supported by ping-host; single-quote the value",
+                    ));
+                }
+                bare.to_owned()
+            };
+            // A later assignment of a name replaces an earlier one, as in Spin.
+            map.insert(key.to_owned(), value);
+        }
+        Ok(DotEnv(map))
+    }
+
+    /// The value assigned to `name`, if any.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
 }
 
 /// A string with `{{ name }}` references.
@@ -133,25 +261,38 @@ impl Resolved {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, VariableError> {
         let mut given = HashMap::new();
+        let check = |name: &str| {
+            if declared.contains_key(name) {
+                Ok(())
+            } else {
+                Err(VariableError::UnknownOverride {
+                    name: name.to_owned(),
+                    declared: declared.keys().cloned().collect::<Vec<_>>().join(", "),
+                })
+            }
+        };
         for raw in overrides {
+            if let Some(file) = raw.strip_prefix('@') {
+                for (name, value) in variables_file(file)? {
+                    check(&name)?;
+                    given.insert(name, value);
+                }
+                continue;
+            }
             let (name, value) = raw
                 .split_once('=')
                 .ok_or_else(|| VariableError::BadOverride(raw.clone()))?;
-            if !declared.contains_key(name) {
-                return Err(VariableError::UnknownOverride {
-                    name: name.to_owned(),
-                    declared: declared.keys().cloned().collect::<Vec<_>>().join(", "),
-                });
-            }
+            check(name)?;
+            // Spin 3.6 `--variable NAME=@FILE`: the file's text verbatim,
+            // a trailing newline included.
             let value = match value.strip_prefix('@') {
-                Some(file) => std::fs::read_to_string(file)
-                    .map_err(|e| VariableError::OverrideFile {
+                Some(file) => {
+                    std::fs::read_to_string(file).map_err(|e| VariableError::OverrideFile {
                         name: name.to_owned(),
                         file: file.to_owned(),
                         reason: e.to_string(),
                     })?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_owned(),
+                }
                 None => value.to_owned(),
             };
             given.insert(name.to_owned(), value);
@@ -284,7 +425,58 @@ mod tests {
         std::fs::write(&file, "s3cret\n").expect("write");
         let arg = format!("token=@{}", file.display());
         let r = Resolved::resolve(&decls(), &[arg], |_| None).expect("resolves");
-        assert_eq!(r.expand("{{ token }}").expect("expands"), "s3cret");
+        assert_eq!(
+            r.expand("{{ token }}").expect("expands"),
+            "s3cret\n",
+            "the file's bytes, as Spin 3.6 keeps them"
+        );
+    }
+
+    #[test]
+    fn many_overrides_from_a_toml_or_json_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let toml = dir.path().join("vars.toml");
+        std::fs::write(&toml, "token = \"t\"\nport = \"1\"\n").expect("write");
+        let json = dir.path().join("vars.json");
+        std::fs::write(&json, r#"{"port": "2"}"#).expect("write");
+        let args = [
+            format!("@{}", toml.display()),
+            format!("@{}", json.display()),
+        ];
+        let r = Resolved::resolve(&decls(), &args, |_| None).expect("resolves");
+        assert_eq!(r.expand("{{ token }}:{{ port }}").expect("expands"), "t:2");
+        let txt = dir.path().join("vars.txt");
+        std::fs::write(&txt, "token = \"t\"").expect("write");
+        let e = Resolved::resolve(&decls(), &[format!("@{}", txt.display())], |_| None)
+            .expect_err("only .toml and .json");
+        assert!(e.to_string().contains("must end in .json or .toml"), "{e}");
+        let unknown = dir.path().join("unknown.toml");
+        std::fs::write(&unknown, "nope = \"x\"").expect("write");
+        let e = Resolved::resolve(&decls(), &[format!("@{}", unknown.display())], |_| None)
+            .expect_err("undeclared");
+        assert!(e.to_string().contains("no such variable"), "{e}");
+    }
+
+    #[test]
+    fn dotenv_files_parse_like_spins() {
+        let env = DotEnv::parse(
+            "# comment\n\nexport SPIN_VARIABLE_A=plain # note\nB='lit $x'\nC=\"two\\nlines\"\nA2 = spaced \nB=again\n",
+            ".env",
+        )
+        .expect("parses");
+        assert_eq!(env.get("SPIN_VARIABLE_A").as_deref(), Some("plain"));
+        assert_eq!(
+            env.get("B").as_deref(),
+            Some("again"),
+            "the last assignment wins"
+        );
+        assert_eq!(env.get("C").as_deref(), Some("two\nlines"));
+        assert_eq!(env.get("A2").as_deref(), Some("spaced"));
+        let e = DotEnv::parse("X=1\nY=$HOME\n", ".env").expect_err("substitution");
+        assert!(e.to_string().starts_with(".env line 2: `$`"), "{e}");
+        assert!(DotEnv::parse("just words\n", ".env").is_err());
+        let missing = DotEnv::load(std::path::Path::new("/nonexistent/.env")).expect("empty");
+        assert_eq!(missing.get("X"), None);
     }
 
     #[test]

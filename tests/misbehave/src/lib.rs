@@ -25,6 +25,23 @@ fn handle(req: Request) -> Response {
             .body(lines.join("\n"))
             .build();
     }
+    // `x-redis: <address>` and `x-redis-op: incr|sadd <key>`: the Redis
+    // interface's answer as the guest sees it (`Ok(..)` or the error variant).
+    if let Some(address) = req.header("x-redis").and_then(|v| v.as_str()) {
+        let op = req
+            .header("x-redis-op")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let body = match spin_sdk::redis::Connection::open(address) {
+            Err(e) => format!("open: {e:?}"),
+            Ok(conn) => match op.split_once(' ') {
+                Some(("incr", key)) => format!("{:?}", conn.incr(key)),
+                Some(("sadd", key)) => format!("{:?}", conn.sadd(key, &["x".to_owned()])),
+                _ => "unknown op".to_owned(),
+            },
+        };
+        return Response::builder().status(200).body(body).build();
+    }
     let query = req.query().to_owned();
     let (status, body): (u16, String) = match req.path() {
         "/ok" => (200, "ok".into()),

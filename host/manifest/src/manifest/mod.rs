@@ -193,6 +193,32 @@ impl Cx<'_> {
     ) -> Result<Component, ManifestError> {
         let key = format!("component.{id}");
         check_id(&id).map_err(|m| self.invalid(&key, m))?;
+        for (name, value) in &raw.unsupported {
+            let asks_nothing = match value {
+                toml::Value::Array(a) => a.is_empty(),
+                toml::Value::Table(t) => t.is_empty(),
+                toml::Value::Boolean(b) => !b,
+                _ => false,
+            };
+            match schema::UNSUPPORTED_COMPONENT_KEYS
+                .iter()
+                .find(|(k, _)| k == name)
+            {
+                Some(_) if asks_nothing => {}
+                Some((_, what)) => {
+                    return Err(self.invalid(
+                        format!("{key}.{name}"),
+                        format!("is not supported by ping-host ({what})"),
+                    ));
+                }
+                None => {
+                    return Err(self.invalid(
+                        format!("{key}.{name}"),
+                        "unknown key (ping-host reads source, description, allowed_outbound_hosts, variables, build and tool)",
+                    ));
+                }
+            }
+        }
         let source = self.parse_source(&key, &raw.source)?;
         for (i, host) in raw.allowed_outbound_hosts.iter().enumerate() {
             check_template(host, declared)

@@ -57,8 +57,9 @@ pub(super) struct RawHttpTrigger {
     pub(super) executor: Option<toml::Value>,
 }
 
+/// Unknown keys land in `unsupported` and are refused by name there
+/// (`deny_unknown_fields` does not combine with `flatten`).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawComponent {
     pub(super) source: toml::Value,
     pub(super) description: Option<String>,
@@ -68,4 +69,40 @@ pub(super) struct RawComponent {
     pub(super) variables: BTreeMap<String, String>,
     /// Used by `spin build`; ignored at run time, recorded when pushing.
     pub(super) build: Option<toml::Value>,
+    /// Settings for tools and plugins; Spin ignores them, so does ping-host.
+    #[serde(rename = "tool")]
+    pub(super) _tool: Option<toml::Value>,
+    /// The rest of Spin 3.6's v2 component keys, read only to be refused by
+    /// name when they ask for something (see `UNSUPPORTED_COMPONENT_KEYS`).
+    #[serde(flatten)]
+    pub(super) unsupported: BTreeMap<String, toml::Value>,
 }
+
+/// Component keys of Spin 3.6's v2 manifest that ping-host does not
+/// implement, with what to do instead. An empty value (`files = []`,
+/// `dependencies_inherit_configuration = false`) asks for nothing and is
+/// accepted; any other key is unknown.
+pub(super) const UNSUPPORTED_COMPONENT_KEYS: [(&str, &str); 10] = [
+    (
+        "environment",
+        "WASI environment variables; use [component.<id>.variables]",
+    ),
+    ("files", "mounted files; embed the data in the component"),
+    ("exclude_files", "mounted files"),
+    (
+        "allowed_http_hosts",
+        "the Spin 1 spelling; use allowed_outbound_hosts",
+    ),
+    ("key_value_stores", "key-value stores"),
+    ("key-value-stores", "key-value stores"),
+    ("sqlite_databases", "SQLite databases"),
+    ("ai_models", "Serverless AI"),
+    (
+        "dependencies",
+        "component dependencies (compose them with `spin build` or wac first)",
+    ),
+    (
+        "dependencies_inherit_configuration",
+        "component dependencies",
+    ),
+];

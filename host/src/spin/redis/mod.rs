@@ -116,7 +116,10 @@ impl RedisView<'_> {
     ) -> Result<T, RedisError> {
         let mut cmd = redis::cmd(name);
         args(&mut cmd);
-        self.run(conn, name, &cmd).await
+        // Same state and same answer when sent twice (DEL, SADD, SREM would
+        // answer a different count the second time).
+        let idempotent = matches!(name, "GET" | "SET" | "SMEMBERS");
+        self.run(conn, name, idempotent, &cmd).await
     }
 
     /// `name` labels the latency and error metrics; it is the command for the
@@ -125,42 +128,89 @@ impl RedisView<'_> {
         &mut self,
         conn: &Resource<Connection>,
         name: &'static str,
+        idempotent: bool,
         cmd: &redis::Cmd,
     ) -> Result<T, RedisError> {
         let mut manager = self.connection(conn)?.conn.clone();
         let started = Instant::now();
-        let result = cmd.query_async::<T>(&mut manager).await;
+        let mut result = cmd.query_async::<T>(&mut manager).await;
+        // The shared connection learns that Redis went away (or came back)
+        // only from a failed command, and hands that failure to the command
+        // that met it before dialling again. Spin opens a fresh connection per
+        // `open`, so there the first request after an outage succeeds: do the
+        // same by trying once more on the new connection, when that cannot
+        // apply the command twice.
+        if result.as_ref().is_err_and(|e| retry_is_safe(idempotent, e)) {
+            result = cmd.query_async::<T>(&mut manager).await;
+        }
         let metrics = &self.ctx.connections.metrics;
         metrics.redis_command(name, started.elapsed());
         // The address is looked up again only on failure: cloning it (host,
         // user, password) for every command would allocate per request.
         result.or_else(|e| {
-            let (error, reason) =
-                guest_error(&self.connection(conn)?.address, &self.ctx.component, e);
+            let (error, reason) = guest_error(
+                &self.connection(conn)?.address,
+                &self.ctx.component,
+                name,
+                e,
+            );
             metrics.redis_error(name, reason);
             Err(error.into())
         })
     }
 }
 
-/// Maps a Redis failure to the interface's error, logging the full story; the
-/// second value is the `reason` label for `ping_host_redis_errors_total`.
-fn guest_error(address: &Address, component: &str, e: redis::RedisError) -> (Error, &'static str) {
-    let code = e.code().unwrap_or_default();
-    let detail = e.detail().unwrap_or_default();
-    if code == "WRONGTYPE"
-        || detail.contains("not an integer")
-        || e.kind() == redis::ErrorKind::UnexpectedReturnType
-    {
-        return (Error::TypeError, "type");
-    }
-    let (reason, label) = if e.is_timeout() {
-        ("timed out".to_owned(), "timeout")
-    } else if e.is_connection_refusal() {
-        ("connection refused".to_owned(), "refused")
-    } else {
-        (address.redact(e.to_string()), "other")
+/// Whether a command may be sent again after `e` on the shared connection:
+/// always when it was never sent (refused connect, broken pipe), and after
+/// any dropped connection when it is `idempotent`. Never for `INCR` or
+/// writes through `execute` once they may have reached Redis.
+fn retry_is_safe(idempotent: bool, e: &redis::RedisError) -> bool {
+    let never_sent = e.is_connection_refusal() || {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        let mut broken = false;
+        while let Some(err) = source {
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                broken |= matches!(
+                    io.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::NotConnected
+                );
+            }
+            source = err.source();
+        }
+        broken || e.to_string().to_ascii_lowercase().contains("broken pipe")
     };
+    never_sent || (idempotent && e.is_connection_dropped())
+}
+
+/// Maps a Redis failure to the interface's error as Spin 3.6's
+/// factor-outbound-redis does: `other` with the error's text for every
+/// command (a non-integer `INCR` included), `type-error` only for a
+/// `WRONGTYPE` answer to `SADD`; logs the full story. The second value is
+/// the `reason` label for `ping_host_redis_errors_total`.
+fn guest_error(
+    address: &Address,
+    component: &str,
+    command: &str,
+    e: redis::RedisError,
+) -> (Error, &'static str) {
+    let wrong_type =
+        e.code() == Some("WRONGTYPE") || e.kind() == redis::ErrorKind::UnexpectedReturnType;
+    let label = if wrong_type || e.detail().is_some_and(|d| d.contains("not an integer")) {
+        "type"
+    } else if e.is_timeout() {
+        "timeout"
+    } else if e.is_connection_refusal() {
+        "refused"
+    } else {
+        "other"
+    };
+    if wrong_type && command == "SADD" {
+        return (Error::TypeError, label);
+    }
+    let mut reason = address.redact(e.to_string());
+    if e.is_timeout() && !reason.contains("timed out") {
+        reason = format!("timed out ({reason})");
+    }
     tracing::warn!(component, redis = ?address, %reason, "redis command failed");
     (Error::Other(reason), label)
 }
@@ -181,7 +231,7 @@ impl wit::HostConnection for RedisView<'_> {
             .ctx
             .connections
             .connection(&address)
-            .map_err(|e| guest_error(&address, &self.ctx.component, e).0)?;
+            .map_err(|e| guest_error(&address, &self.ctx.component, "open", e).0)?;
         self.ctx.open += 1;
         let entry = self
             .table
@@ -271,7 +321,11 @@ impl wit::HostConnection for RedisView<'_> {
                 RedisParameter::Binary(b) => cmd.arg(b),
             };
         }
-        let value = self.run::<Value>(&conn, "execute", &cmd).await?;
+        // Read-only commands (PING, as /test and probes send) are safe to retry.
+        let read_only = ["PING", "GET", "EXISTS", "TTL", "MGET", "SMEMBERS", "ECHO"]
+            .iter()
+            .any(|c| command.eq_ignore_ascii_case(c));
+        let value = self.run::<Value>(&conn, "execute", read_only, &cmd).await?;
         let mut out = Vec::new();
         flatten(value, &mut out);
         Ok(out)
