@@ -394,3 +394,51 @@ fn variables_come_from_dotenv_toml_json_files_and_files_keep_their_bytes() -> Re
     }
     Ok(())
 }
+
+#[test]
+fn a_body_the_client_breaks_is_a_400_not_a_5xx() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let manifest = ping_e2e::write_fixture(dir.path(), "misbehave")?;
+    let metrics_port = free_port();
+    let host = Host::start(
+        &HostConfig::default()
+            .manifest(&manifest)
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{metrics_port}")),
+    )?;
+    let cases: [(&str, &[u8]); 2] = [
+        (
+            "malformed chunking",
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        ),
+        (
+            "a body shorter than its Content-Length",
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nshort",
+        ),
+    ];
+    for (what, request) in cases {
+        let mut stream = TcpStream::connect(("127.0.0.1", host.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.write_all(request)?;
+        stream.shutdown(std::net::Shutdown::Write)?;
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
+        let text = String::from_utf8_lossy(&reply);
+        ensure!(text.starts_with("HTTP/1.1 400 "), "{what}: {text}");
+    }
+    let text = get(&format!("http://127.0.0.1:{metrics_port}/metrics"))?.body;
+    ensure!(
+        metric(
+            &text,
+            "ping_host_requests_rejected_total{reason=\"bad_request\"}"
+        ) == Some(2.0),
+        "{text}"
+    );
+    ensure!(
+        !text.lines().any(
+            |l| l.starts_with("ping_host_http_requests_total{") && l.contains("status=\"500\"")
+        ),
+        "{text}"
+    );
+    Ok(())
+}

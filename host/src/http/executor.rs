@@ -33,7 +33,7 @@ pub(super) async fn execute(
     metrics: &Arc<Metrics>,
 ) -> Result<Response<Body>, Refusal> {
     let mut store = engine.new_store(component);
-    let (req, overflowed) = limit_body(req, limits.max_body);
+    let (req, overflowed, unreadable) = limit_body(req, limits.max_body);
     let (sender, receiver) = oneshot::channel();
     let resources = store
         .data_mut()
@@ -75,10 +75,18 @@ pub(super) async fn execute(
             limit: limits.max_body,
         });
     }
+    // Likewise a body the client broke off or malformed (bad chunking, fewer
+    // bytes than its Content-Length): the client's mistake, a 400, never a
+    // 5xx or a guest error.
+    if failed && unreadable.load(Ordering::Relaxed) {
+        return Err(Refusal::BadRequest("the request body could not be read"));
+    }
     answered.map_err(Refusal::guest)
 }
 
-/// Cuts the body off at `max_body` bytes; the flag tells whether it was.
+/// Cuts the body off at `max_body` bytes; the flags tell whether it was, and
+/// whether reading the client's body failed.
+#[allow(clippy::type_complexity)]
 fn limit_body(
     req: Request<Incoming>,
     max_body: u64,
@@ -87,14 +95,20 @@ fn limit_body(
         impl hyper::body::Body<Data = bytes::Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static,
     >,
     Arc<AtomicBool>,
+    Arc<AtomicBool>,
 ) {
     let overflowed = Arc::new(AtomicBool::new(false));
+    let unreadable = Arc::new(AtomicBool::new(false));
     let flag = overflowed.clone();
+    let broken = unreadable.clone();
     let req = req.map(|body| {
         http_body_util::BodyExt::map_err(
             http_body_util::Limited::new(body, max_body as usize),
             move |e| match e.downcast::<hyper::Error>() {
-                Ok(e) => wasmtime_wasi_http::Error::Hyper(*e),
+                Ok(e) => {
+                    broken.store(true, Ordering::Relaxed);
+                    wasmtime_wasi_http::Error::Hyper(*e)
+                }
                 // Limited's only other error: the body outgrew the limit.
                 Err(_) => {
                     flag.store(true, Ordering::Relaxed);
@@ -103,7 +117,7 @@ fn limit_body(
             },
         )
     });
-    (req, overflowed)
+    (req, overflowed, unreadable)
 }
 
 /// Runs the guest until it has answered. The guest runs on this connection's
