@@ -94,7 +94,9 @@ pub struct ImageManifest {
 /// How to talk to a registry.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
-    /// Allow plain HTTP (implied for localhost and loopback registries, as in Spin).
+    /// Allow plain HTTP. ping-host implies it for localhost and loopback
+    /// registries; Spin 3.6 (`spin registry push/pull`) does not, and needs
+    /// `--insecure` for them too.
     pub insecure: bool,
     /// Explicit credentials; otherwise the Docker config file, otherwise anonymous.
     pub credentials: Option<RegistryAuth>,
