@@ -442,3 +442,40 @@ fn a_body_the_client_breaks_is_a_400_not_a_5xx() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn an_app_base_prefixes_every_route_with_spins_headers() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let manifest = ping_e2e::write_fixture(dir.path(), "base")?;
+    let host = Host::start(&HostConfig::default().manifest(&manifest))?;
+    let echo = |path: &str| {
+        ping_e2e::request(
+            &ping_e2e::client(),
+            "GET",
+            &host.url(path),
+            &[("x-echo", "spin-headers"), ("host", "example.com")],
+        )
+    };
+    let shaped = echo("/base/path/end/rest?key=value")?;
+    ensure!(shaped.status == 200, "{shaped:?}");
+    // fermyon/conformance-tests request-shape, header for header.
+    for line in [
+        "spin-base-path: /base",
+        "spin-component-route: /:path_segment/:path_end",
+        "spin-full-url: http://example.com/base/path/end/rest?key=value",
+        "spin-matched-route: /base/:path_segment/:path_end/...",
+        "spin-path-info: /rest",
+        "spin-path-match-path-end: end",
+        "spin-path-match-path-segment: path",
+        "spin-raw-component-route: /:path_segment/:path_end/...",
+    ] {
+        ensure!(
+            shaped.body.lines().any(|l| l == line),
+            "no `{line}` in\n{}",
+            shaped.body
+        );
+    }
+    let outside = echo("/path/end/rest")?;
+    ensure!(outside.status == 404, "outside the base: {outside:?}");
+    Ok(())
+}

@@ -79,6 +79,23 @@ impl std::fmt::Display for Source {
 pub struct HttpTrigger {
     /// The trigger id, as written or generated the way Spin does.
     pub id: String,
+    /// The route as written, without the app's base.
     pub route: String,
     pub component: String,
+    /// `[application.trigger.http] base` (`/` by default): every route is
+    /// served under it, as in Spin 3.6 (`spin-base-path`).
+    pub base: String,
+}
+
+impl HttpTrigger {
+    /// The route under the app's base (`/base` + `/x/...`), one trailing `/`
+    /// dropped from each as Spin's `sanitize_with_base` does (`/` stays `/`).
+    pub fn based_route(&self) -> String {
+        let base = self.base.strip_suffix('/').unwrap_or(&self.base);
+        let route = self.route.strip_suffix('/').unwrap_or(&self.route);
+        match format!("{base}{route}") {
+            empty if empty.is_empty() => "/".to_owned(),
+            based => based,
+        }
+    }
 }

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use http::{HeaderName, HeaderValue, Request};
 use prometheus_client::metrics::histogram::Histogram;
 
+use crate::app::HttpTrigger;
 use crate::metrics::Metrics;
 
 /// What a route leads to: a component, and the Spin headers that depend only
@@ -26,8 +27,13 @@ pub(super) struct Target {
 }
 
 impl Target {
-    pub(super) fn new(slot: usize, route: &str, metrics: &Metrics) -> Result<Self> {
-        let label: Arc<str> = route.into();
+    /// Spin 3.6 trigger-http: `spin-matched-route` is the route under the
+    /// app's base, `spin-raw-component-route` the route as written,
+    /// `spin-component-route` that without `/...`, `spin-base-path` the base.
+    pub(super) fn new(slot: usize, trigger: &HttpTrigger, metrics: &Metrics) -> Result<Self> {
+        let route = trigger.route.as_str();
+        let based = trigger.based_route();
+        let label: Arc<str> = based.as_str().into();
         let component_route = route.strip_suffix("/...").unwrap_or(route);
         let value = |v: &str| HeaderValue::from_str(v).with_context(|| format!("route `{route}`"));
         Ok(Target {
@@ -35,7 +41,10 @@ impl Target {
             latency: metrics.route_histogram(&label),
             route: label,
             headers: [
-                (HeaderName::from_static("spin-matched-route"), value(route)?),
+                (
+                    HeaderName::from_static("spin-matched-route"),
+                    value(&based)?,
+                ),
                 (
                     HeaderName::from_static("spin-raw-component-route"),
                     value(route)?,
@@ -46,7 +55,7 @@ impl Target {
                 ),
                 (
                     HeaderName::from_static("spin-base-path"),
-                    HeaderValue::from_static("/"),
+                    value(&trigger.base)?,
                 ),
             ],
         })
@@ -207,22 +216,58 @@ mod tests {
         value.to_str().expect("ascii")
     }
 
+    fn trigger(route: &str, base: &str) -> HttpTrigger {
+        HttpTrigger {
+            id: "t".into(),
+            route: route.into(),
+            component: "c".into(),
+            base: base.into(),
+        }
+    }
+
+    #[test]
+    fn route_headers_under_a_base_are_spins() {
+        // fermyon/conformance-tests request-shape's expectations.
+        let metrics = Metrics::new(1);
+        let t = Target::new(
+            0,
+            &trigger("/:path_segment/:path_end/...", "/base"),
+            &metrics,
+        )
+        .expect("valid route");
+        assert_eq!(
+            header(&t, "spin-matched-route"),
+            "/base/:path_segment/:path_end/..."
+        );
+        assert_eq!(
+            header(&t, "spin-raw-component-route"),
+            "/:path_segment/:path_end/..."
+        );
+        assert_eq!(
+            header(&t, "spin-component-route"),
+            "/:path_segment/:path_end"
+        );
+        assert_eq!(header(&t, "spin-base-path"), "/base");
+        let root = Target::new(0, &trigger("/", "/"), &metrics).expect("valid route");
+        assert_eq!(header(&root, "spin-matched-route"), "/");
+    }
+
     #[test]
     fn route_headers_are_spins() {
         let metrics = Metrics::new(1);
-        let wildcard = Target::new(0, "/api/...", &metrics).expect("valid route");
+        let wildcard = Target::new(0, &trigger("/api/...", "/"), &metrics).expect("valid route");
         assert_eq!(header(&wildcard, "spin-matched-route"), "/api/...");
         assert_eq!(header(&wildcard, "spin-raw-component-route"), "/api/...");
         assert_eq!(header(&wildcard, "spin-component-route"), "/api");
         assert_eq!(header(&wildcard, "spin-base-path"), "/");
-        let exact = Target::new(1, "/ping", &metrics).expect("valid route");
+        let exact = Target::new(1, &trigger("/ping", "/"), &metrics).expect("valid route");
         assert_eq!(header(&exact, "spin-component-route"), "/ping");
     }
 
     #[test]
     fn request_headers_carry_the_url_path_info_and_client() {
         let metrics = Metrics::new(1);
-        let target = Target::new(0, "/api/...", &metrics).expect("valid route");
+        let target = Target::new(0, &trigger("/api/...", "/"), &metrics).expect("valid route");
         let mut req = Request::get("/api/x?y=1")
             .header("host", "example.test:3000")
             .body(())

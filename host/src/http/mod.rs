@@ -105,10 +105,7 @@ impl HttpServer {
                     components.len() - 1
                 }
             };
-            routes.push((
-                trigger.route.clone(),
-                Target::new(slot, &trigger.route, &metrics)?,
-            ));
+            routes.push((trigger.based_route(), Target::new(slot, trigger, &metrics)?));
         }
         let router = Router::new(routes)?;
         if !router.duplicates().is_empty() {

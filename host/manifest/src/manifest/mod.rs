@@ -81,14 +81,17 @@ fn parse_with(
         message: e.to_string().trim_end().to_owned(),
     })?;
     cx.check_version(&raw.spin_manifest_version)?;
-    cx.check_app_triggers(&raw.application.trigger)?;
+    let base = cx.check_app_triggers(&raw.application.trigger)?;
     let variables = cx.parse_variables(raw.variables)?;
     let components = raw
         .component
         .into_iter()
         .map(|(id, c)| Ok((id.clone(), cx.parse_component(id, c, &variables)?)))
         .collect::<Result<BTreeMap<_, _>, ManifestError>>()?;
-    let http_triggers = cx.parse_triggers(raw.trigger, &components)?;
+    let mut http_triggers = cx.parse_triggers(raw.trigger, &components)?;
+    for t in &mut http_triggers {
+        t.base.clone_from(&base);
+    }
     Ok(App {
         name: raw.application.name,
         version: raw.application.version,
@@ -135,23 +138,27 @@ impl Cx<'_> {
         }
     }
 
-    /// `[application.trigger.*]`: HTTP only, with the default base.
+    /// `[application.trigger.*]`: HTTP only; its `base` (default `/`).
     fn check_app_triggers(
         &self,
         triggers: &BTreeMap<String, RawAppTrigger>,
-    ) -> Result<(), ManifestError> {
+    ) -> Result<String, ManifestError> {
+        let mut base = "/".to_owned();
         for (kind, trigger) in triggers {
             if kind != "http" {
                 return Err(self.unsupported_trigger(kind));
             }
-            if let Some(base) = trigger.base.as_deref().filter(|b| *b != "/") {
-                return Err(self.invalid(
-                    "application.trigger.http.base",
-                    format!("`{base}` is not supported; only the default base `/` is"),
-                ));
+            if let Some(b) = &trigger.base {
+                if !b.starts_with('/') || b.contains(['?', '#', ':']) || b.contains("...") {
+                    return Err(self.invalid(
+                        "application.trigger.http.base",
+                        format!("`{b}` must be a plain path starting with `/`, like `/api`"),
+                    ));
+                }
+                base.clone_from(b);
             }
         }
-        Ok(())
+        Ok(base)
     }
 
     /// `[variables]`: valid names, each with a `default` or `required = true`.
@@ -333,6 +340,7 @@ impl Cx<'_> {
             id: t.id.unwrap_or_default(),
             route: route.to_owned(),
             component: component.to_owned(),
+            base: "/".to_owned(),
         })
     }
 }

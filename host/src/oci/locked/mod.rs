@@ -89,7 +89,14 @@ fn lock_metadata(app: &App) -> BTreeMap<String, Value> {
     }
     metadata.insert("name".into(), Value::from(app.name.clone()));
     metadata.insert("trigger".into(), serde_json::json!({ "type": "http" }));
-    metadata.insert("triggers".into(), Value::Object(Default::default()));
+    // Spin writes the app's HTTP base here when it is not the default.
+    let base = app.http_triggers.first().map_or("/", |t| t.base.as_str());
+    let triggers = if base == "/" {
+        serde_json::json!({})
+    } else {
+        serde_json::json!({ "http": { "base": base } })
+    };
+    metadata.insert("triggers".into(), triggers);
     if let Some(v) = &app.version {
         metadata.insert("version".into(), Value::from(v.clone()));
     }
@@ -204,10 +211,18 @@ pub fn unlock(
         let component = unlock_component(c, &mut blob)?;
         components.insert(component.id.clone(), component);
     }
+    let base = locked
+        .metadata
+        .get("triggers")
+        .and_then(|t| t.get("http"))
+        .and_then(|h| h.get("base"))
+        .and_then(Value::as_str)
+        .unwrap_or("/")
+        .to_owned();
     let http_triggers = locked
         .triggers
         .into_iter()
-        .map(|t| unlock_trigger(t, &components))
+        .map(|t| unlock_trigger(t, &components, &base))
         .collect::<Result<Vec<_>, _>>()?;
 
     Ok(App {
@@ -271,6 +286,7 @@ fn unlock_component(
 fn unlock_trigger(
     t: LockedTrigger,
     components: &BTreeMap<String, Component>,
+    base: &str,
 ) -> Result<HttpTrigger, LockedError> {
     if t.trigger_type != "http" {
         return Err(LockedError::TriggerType {
@@ -290,6 +306,7 @@ fn unlock_trigger(
         id: t.id,
         route: config.route,
         component: config.component,
+        base: base.to_owned(),
     })
 }
 
@@ -322,6 +339,24 @@ mod tests {
             &digest_of(&wasm),
         );
         assert_eq!(json, expected);
+    }
+
+    #[test]
+    fn an_http_base_travels_in_the_metadata_as_spin_writes_it() {
+        let with_base = SPIN_SAMPLE.replace(
+            r#""triggers":{},"#,
+            r#""triggers":{"http":{"base":"/base"}},"#,
+        );
+        let wasm: Arc<[u8]> = vec![7u8; 200].into();
+        let app = unlock(with_base.as_bytes(), |_, _| Ok(wasm.clone())).expect("readable");
+        assert_eq!(app.http_triggers[0].based_route(), "/base/ping");
+        let mut by_id = BTreeMap::new();
+        by_id.insert("ping".to_owned(), wasm.clone());
+        let json = serde_json::to_string(&lock(&app, &by_id)).expect("serializes");
+        assert!(
+            json.contains(r#""triggers":{"http":{"base":"/base"}}"#),
+            "{json}"
+        );
     }
 
     #[test]
