@@ -24,6 +24,9 @@ pub(super) struct Target {
     pub(super) route: Arc<str>,
     /// This route's `ping_host_http_request_duration_seconds` series.
     pub(super) latency: Histogram,
+    /// `spin-path-match-<name>` for each named segment, in route order
+    /// (`None` for a name that is not a valid header name).
+    path_match_names: Vec<Option<HeaderName>>,
 }
 
 impl Target {
@@ -36,8 +39,14 @@ impl Target {
         let label: Arc<str> = based.as_str().into();
         let component_route = route.strip_suffix("/...").unwrap_or(route);
         let value = |v: &str| HeaderValue::from_str(v).with_context(|| format!("route `{route}`"));
+        let path_match_names = based
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix(':'))
+            .map(path_match_name)
+            .collect();
         Ok(Target {
             slot,
+            path_match_names,
             latency: metrics.route_histogram(&label),
             route: label,
             headers: [
@@ -111,17 +120,23 @@ pub(super) fn spin_headers<B>(
 /// `spin-path-match-<name>` for each named segment of the matched route, the
 /// name's `_` written `-` (Spin 3.6 trigger-http: `/:path_segment` gives
 /// `spin-path-match-path-segment`).
-pub(super) fn path_matches(captures: &[(&str, &str)]) -> Vec<(HeaderName, HeaderValue)> {
-    captures
+/// The names are built once per route ([`Target::new`]); only the values are
+/// per request.
+pub(super) fn path_matches(
+    target: &Target,
+    captures: &[(&str, &str)],
+) -> Vec<(HeaderName, HeaderValue)> {
+    target
+        .path_match_names
         .iter()
-        .filter_map(|(name, value)| {
-            let name = format!("spin-path-match-{}", name.replace('_', "-")).to_ascii_lowercase();
-            Some((
-                HeaderName::from_bytes(name.as_bytes()).ok()?,
-                HeaderValue::from_str(value).ok()?,
-            ))
-        })
+        .zip(captures)
+        .filter_map(|(name, (_, value))| Some((name.clone()?, HeaderValue::from_str(value).ok()?)))
         .collect()
+}
+
+fn path_match_name(segment: &str) -> Option<HeaderName> {
+    let name = format!("spin-path-match-{}", segment.replace('_', "-")).to_ascii_lowercase();
+    HeaderName::from_bytes(name.as_bytes()).ok()
 }
 
 /// Why a request cannot be handed to a component, if it cannot: the
@@ -157,7 +172,13 @@ mod tests {
 
     #[test]
     fn named_segments_become_spin_path_match_headers() {
-        let headers = path_matches(&[("path_segment", "path"), ("id", "42")]);
+        let target = Target::new(
+            0,
+            &trigger("/:path_segment/users/:id", "/"),
+            &Metrics::new(1),
+        )
+        .expect("valid route");
+        let headers = path_matches(&target, &[("path_segment", "path"), ("id", "42")]);
         let got: Vec<(&str, &str)> = headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))

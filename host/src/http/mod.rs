@@ -219,18 +219,13 @@ impl HttpServer {
         local: SocketAddr,
     ) -> (Response<Body>, Routed<'_>) {
         let size = limits::head_size(&req);
-        if size > self.limits.max_head {
-            self.metrics.rejected("head_too_large");
-            let limit = self.limits.max_head;
-            return (
-                Refusal::HeadTooLarge { size, limit }.into_response(),
-                Routed::Nowhere,
-            );
-        }
-        if let Some(why) = headers::client_error(&req) {
-            self.metrics.rejected("bad_request");
-            tracing::debug!(%client, "bad request: {why}");
-            return (Refusal::BadRequest(why).into_response(), Routed::Nowhere);
+        let limit = self.limits.max_head;
+        let refusal = (size > limit)
+            .then_some(Refusal::HeadTooLarge { size, limit })
+            .or_else(|| headers::client_error(&req).map(Refusal::BadRequest));
+        if let Some(refusal) = refusal {
+            refusal.record(&self.metrics, None);
+            return (refusal.into_response(), Routed::Nowhere);
         }
         let path = req.uri().path();
         if let Some(rest) = path.strip_prefix(WELL_KNOWN_PREFIX) {
@@ -245,13 +240,13 @@ impl HttpServer {
             Err(refusal) => Err(refusal),
             Ok(()) => {
                 let mut dynamic = headers::spin_headers(&req, client, local, found.path_info);
-                dynamic.extend(headers::path_matches(&found.captures));
+                dynamic.extend(headers::path_matches(target, &found.captures));
                 headers::insert(&mut req, dynamic, target);
                 self.run(served, req).await
             }
         };
         let response = answer.unwrap_or_else(|refusal| {
-            refusal.record(&self.metrics, served.component.id());
+            refusal.record(&self.metrics, Some(served.component.id()));
             refusal.into_response()
         });
         (response, Routed::Route(target))

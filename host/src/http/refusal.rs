@@ -117,23 +117,28 @@ impl Refusal {
         }
     }
 
-    /// Counts this refusal of a request routed to `component` (as a guest
-    /// error, or as a rejection by the runtime) and logs guest failures.
-    pub fn record(&self, metrics: &Metrics, component: &std::sync::Arc<str>) {
+    /// Counts this refusal (a guest error of the routed `component`, or a
+    /// rejection by the runtime; `component` is `None` before routing, where
+    /// no guest can have failed) and logs what is worth a line.
+    pub fn record(&self, metrics: &Metrics, component: Option<&std::sync::Arc<str>>) {
         let Some(label) = self.metric_label() else {
             return;
         };
-        match self {
-            Refusal::DeadlineExceeded(deadline) => {
+        match (self, component) {
+            (Refusal::DeadlineExceeded(deadline), Some(component)) => {
                 metrics.guest_error(component, label);
                 tracing::error!(
                     component = &**component,
                     "request stopped: no response within the {deadline:?} deadline (--request-timeout)"
                 );
             }
-            Refusal::Guest { failure, error } => {
+            (Refusal::Guest { failure, error }, Some(component)) => {
                 metrics.guest_error(component, label);
                 tracing::error!(component = &**component, kind = ?failure, "request failed: {error:?}");
+            }
+            (Refusal::BadRequest(why), _) => {
+                metrics.rejected(label);
+                tracing::debug!("bad request: {why}");
             }
             _ => metrics.rejected(label),
         }
