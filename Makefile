@@ -30,8 +30,8 @@ monitoring-tools: ## Install the pinned dashboard schema check (@grafana/schema,
 bench-tools: deps ## Install pinned oha and the Flask/matplotlib venv into .tools/
 	@scripts/install-bench-tools.sh
 
-component: deps ## Build the Wasm components (size profile): ping, and the fault tests' misbehave
-	$(CARGO) build -p ping-component -p misbehave-component --target wasm32-wasip2 --profile wasm
+component: deps ## Build the Wasm components (size profile): ping, and the tests' misbehave (WASIp2) and p3-ping (WASIp3, spin-sdk 7)
+	$(CARGO) build -p ping-component -p misbehave-component -p p3-ping-component --target wasm32-wasip2 --profile wasm
 	@echo "component: $(WASM) ($$(stat -c %s $(WASM)) bytes)"
 
 build: component ## Build the component and ping-host (release)
@@ -61,7 +61,7 @@ monitor: deps ## Next to `make up`: Prometheus on 127.0.0.1:9090 with ping's rul
 	@scripts/monitor.sh
 
 test: build chart-tools monitoring-tools image ## Run every test: Rust unit and end-to-end (real Redis, registry, Prometheus), chart, monitoring, container image and compose checks, fuzz smoke
-	$(CARGO) test --release --workspace --exclude ping-component --exclude misbehave-component
+	$(CARGO) test --release --workspace --exclude ping-component --exclude misbehave-component --exclude p3-ping-component
 	.tools/venv/bin/python -m pytest -q helm/tests monitoring/tests tests/container
 	FUZZ_SECS=20 scripts/fuzz.sh
 
@@ -93,7 +93,7 @@ bench: build bench-tools ## Benchmarks: ping-host vs Redis, hyper and Flask; wri
 lint: deps ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) clippy -p ping-component -p misbehave-component --target wasm32-wasip2 --profile wasm -- -D warnings
+	$(CARGO) clippy -p ping-component -p misbehave-component -p p3-ping-component --target wasm32-wasip2 --profile wasm -- -D warnings
 	cd fuzz && $(CARGO) fmt -- --check && $(CARGO) clippy --all-targets -- -D warnings
 
 clean: ## Remove build output (keeps .data/)

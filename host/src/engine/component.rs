@@ -1,21 +1,25 @@
 //! Loading a component: read its Wasm, compile it (or take it from the
-//! compilation cache), link it against the host's interfaces and check that it
-//! is an HTTP component, with errors that name the component.
+//! compilation cache), link it against the host's interfaces and find which
+//! HTTP world it exports — `wasi:http/handler@0.3.0` (WASIp3) first, as
+//! `wasmtime serve` and Spin 4.1 check, else `wasi:http/incoming-handler@0.2.x`
+//! (WASIp2) — with errors that name the component.
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use wasmtime::component::Component;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use super::{Engine, HostState};
 use crate::allowed_hosts::AllowedHosts;
 use crate::app::{App, Source};
 use crate::spin::outbound_http::OutboundHttp;
-use crate::spin::redis::{RedisCtx, SharedConnections};
+use crate::spin::redis::{MAX_CONNECTIONS_PER_INSTANCE, RedisCtx, SharedConnections};
 use crate::variables::{ComponentVariables, Resolved};
 
 /// What every instance of one component gets from the host.
+#[derive(Clone)]
 pub struct ComponentEnv {
     /// The component's variables, resolved and expanded.
     pub variables: Arc<ComponentVariables>,
@@ -25,11 +29,25 @@ pub struct ComponentEnv {
     pub redis: Arc<SharedConnections>,
 }
 
-/// One component, compiled, linked and ready to instantiate per request.
+/// Which HTTP world a component exports, and so how it is served.
+#[derive(Clone)]
+pub enum World {
+    /// `wasi:http/incoming-handler@0.2.x` (spin-sdk <= 5): a fresh instance
+    /// per request.
+    P2(ProxyPre<HostState>),
+    /// `wasi:http/handler@0.3.0` (spin-sdk 7): instances reused for many
+    /// requests, several at once.
+    P3(ServicePre<HostState>),
+}
+
+/// One component, compiled, linked and ready to instantiate. Cheap to clone.
+#[derive(Clone)]
 pub struct ComponentPre {
     id: Arc<str>,
-    pre: ProxyPre<HostState>,
+    world: World,
     env: ComponentEnv,
+    /// Redis connections one instance may hold open at once.
+    max_redis_connections: usize,
 }
 
 impl ComponentPre {
@@ -38,16 +56,33 @@ impl ComponentPre {
         &self.id
     }
 
-    /// The pre-linked instance, for `instantiate_async`.
+    /// The HTTP world it exports, with the pre-linked instance.
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// The pre-linked WASIp2 instance, for `instantiate_async`.
+    ///
+    /// # Panics
+    ///
+    /// When the component is a WASIp3 one (check [`Self::world`] first).
     pub fn pre(&self) -> &ProxyPre<HostState> {
-        &self.pre
+        match &self.world {
+            World::P2(pre) => pre,
+            World::P3(_) => panic!("component `{}` is a WASIp3 component", self.id),
+        }
     }
 
     /// Fresh store data for one instance.
     pub(super) fn instance_state(&self, max_memory: usize) -> HostState {
         let env = &self.env;
         HostState::new(
-            RedisCtx::new(env.redis.clone(), env.allowed.clone(), self.id.clone()),
+            RedisCtx::new(
+                env.redis.clone(),
+                env.allowed.clone(),
+                self.id.clone(),
+                self.max_redis_connections,
+            ),
             env.variables.clone(),
             OutboundHttp::new(env.allowed.clone(), self.id.clone()),
             max_memory,
@@ -127,16 +162,29 @@ impl Engine {
             .with_context(|| {
                 format!(
                     "component `{id}` imports an interface that ping-host does not provide \
-                     (it provides WASI 0.2, wasi:http 0.2, fermyon:spin/redis@2.0.0 and fermyon:spin/variables@2.0.0)"
+                     (it provides WASI 0.2 and 0.3, wasi:http 0.2 and 0.3, fermyon:spin/redis@2.0.0, \
+                     fermyon:spin/variables@2.0.0, spin:redis/redis@3.0.0 and spin:variables/variables@3.0.0)"
                 )
             })?;
-        let pre = ProxyPre::new(pre).map_err(anyhow::Error::from).with_context(|| {
-            format!("component `{id}` does not export wasi:http/incoming-handler@0.2.x: is it an HTTP component?")
-        })?;
+        let (world, concurrent) = match ServicePre::new(pre.clone()) {
+            Ok(p3) => (World::P3(p3), self.reuse.max_concurrent),
+            Err(_) => {
+                let p2 = ProxyPre::new(pre)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| {
+                        format!(
+                            "component `{id}` exports neither wasi:http/handler@0.3.0 nor \
+                         wasi:http/incoming-handler@0.2.x: is it an HTTP component?"
+                        )
+                    })?;
+                (World::P2(p2), 1)
+            }
+        };
         Ok(ComponentPre {
             id: id.into(),
-            pre,
+            world,
             env,
+            max_redis_connections: MAX_CONNECTIONS_PER_INSTANCE.saturating_mul(concurrent),
         })
     }
 
@@ -152,7 +200,7 @@ impl Engine {
         if let Some(dir) = &self.precompiled {
             return self.load_precompiled(dir, id, &wasm);
         }
-        Component::new(&self.engine, &wasm)
+        Component::new(&self.stores.engine, &wasm)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("component `{id}`: cannot compile it"))
     }

@@ -6,6 +6,13 @@
 //! [`Engine::new_store`], the only way to get a store, which installs the
 //! limiter and the epoch deadline so no caller can forget either.
 //!
+//! One engine serves both generations of HTTP components: WASIp2 ones
+//! (`wasi:http/incoming-handler@0.2.x`, a fresh instance per request) and
+//! WASIp3 ones (`wasi:http/handler@0.3.0`, instances reused as [`InstanceReuse`]
+//! says); [`ComponentPre::world`] tells which a component is. The async
+//! component model is on for both: measured with `bench/ab.py`, it does not
+//! cost the WASIp2 path (see the README's runtime section).
+//!
 //! Compiling the ~200 KB component with Cranelift takes far longer than serving
 //! thousands of requests, so it happens once per (Wasm, engine settings) and
 //! later starts load the cached machine code. Each request then instantiates
@@ -25,8 +32,9 @@ use wasmtime::component::Linker;
 use wasmtime::{
     Cache, CacheConfig, Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
 };
+use wasmtime_wasi_http::WasiHttpView;
 
-pub use self::component::{ComponentEnv, ComponentPre};
+pub use self::component::{ComponentEnv, ComponentPre, World};
 pub(crate) use self::limits::MemoryLimitExceeded;
 pub use self::precompile::precompile;
 pub use self::state::HostState;
@@ -55,6 +63,39 @@ pub struct EngineOptions {
     /// A directory written by `ping-host precompile`: components load their
     /// machine code from it and are never compiled (see [`precompile()`]).
     pub precompiled: Option<PathBuf>,
+    /// How WASIp3 instances are reused.
+    pub reuse: InstanceReuse,
+}
+
+/// How a WASIp3 (`wasi:http/handler@0.3.0`) instance is reused, with Spin
+/// 4.1's defaults (which are `wasmtime serve`'s): up to 128 requests per
+/// instance, 16 of them at once, and an instance idle for 1 s is dropped.
+/// WASIp2 instances are never reused: each serves one request, as in Spin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceReuse {
+    /// Requests one instance serves before it is dropped (at least 1).
+    pub max_requests: usize,
+    /// Requests one instance serves at once (at least 1).
+    pub max_concurrent: usize,
+    /// How long an idle instance is kept for the next request.
+    pub idle_timeout: Duration,
+}
+
+impl InstanceReuse {
+    /// Spin 4.1's `DEFAULT_WASIP3_MAX_INSTANCE_REUSE_COUNT`,
+    /// `DEFAULT_WASIP3_MAX_INSTANCE_CONCURRENT_REUSE_COUNT` and
+    /// `--idle-instance-timeout` default.
+    pub const DEFAULT: InstanceReuse = InstanceReuse {
+        max_requests: 128,
+        max_concurrent: 16,
+        idle_timeout: Duration::from_secs(1),
+    };
+}
+
+impl Default for InstanceReuse {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 impl EngineOptions {
@@ -74,6 +115,7 @@ impl Default for EngineOptions {
             keep_resident: Self::DEFAULT_KEEP_RESIDENT_KIB * 1024,
             cache_dir: None,
             precompiled: None,
+            reuse: InstanceReuse::DEFAULT,
         }
     }
 }
@@ -100,6 +142,27 @@ pub struct EngineArgs {
     /// compiling them (for read-only file systems such as the container image).
     #[arg(long, value_name = "DIR")]
     pub precompiled: Option<PathBuf>,
+    /// Requests one WASIp3 component instance serves before it is dropped
+    /// (Spin 4.1's flag; WASIp2 instances always serve one).
+    #[arg(long, value_name = "N", default_value_t = InstanceReuse::DEFAULT.max_requests,
+          value_parser = at_least_one)]
+    pub max_instance_reuse_count: usize,
+    /// Requests one WASIp3 component instance serves at once (Spin 4.1's flag).
+    #[arg(long, value_name = "N", default_value_t = InstanceReuse::DEFAULT.max_concurrent,
+          value_parser = at_least_one)]
+    pub max_instance_concurrent_reuse_count: usize,
+    /// How long an idle WASIp3 component instance is kept for reuse (Spin 4.1's flag).
+    #[arg(long, value_name = "DURATION", default_value_t = InstanceReuse::DEFAULT.idle_timeout.into())]
+    pub idle_instance_timeout: humantime::Duration,
+}
+
+/// A count of at least 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl EngineArgs {
@@ -120,6 +183,11 @@ impl EngineArgs {
                 self.cache_dir()
             },
             precompiled: self.precompiled.clone(),
+            reuse: InstanceReuse {
+                max_requests: self.max_instance_reuse_count,
+                max_concurrent: self.max_instance_concurrent_reuse_count,
+                idle_timeout: *self.idle_instance_timeout,
+            },
         }
     }
 }
@@ -134,10 +202,30 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 
 /// One wasmtime engine per process, with its linker and epoch ticker.
 pub struct Engine {
-    engine: wasmtime::Engine,
+    stores: Stores,
     linker: Linker<HostState>,
-    max_memory: usize,
     precompiled: Option<PathBuf>,
+    reuse: InstanceReuse,
+}
+
+/// Makes stores: the engine and the per-instance memory cap. Cheap to clone,
+/// for what creates instances on its own tasks (the WASIp3 instance workers).
+#[derive(Clone)]
+pub struct Stores {
+    engine: wasmtime::Engine,
+    max_memory: usize,
+}
+
+impl Stores {
+    /// A store for one instance of `component`: fresh state, the memory limiter
+    /// installed, and a yield to the async runtime at every epoch tick.
+    pub fn new_store(&self, component: &ComponentPre) -> Store<HostState> {
+        let mut store = Store::new(&self.engine, component.instance_state(self.max_memory));
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        store
+    }
 }
 
 impl Engine {
@@ -159,20 +247,29 @@ impl Engine {
         tick_epochs(&engine);
         Ok(Engine {
             linker: linker(&engine)?,
-            engine,
-            max_memory: opts.max_memory,
+            stores: Stores {
+                engine,
+                max_memory: opts.max_memory,
+            },
             precompiled: opts.precompiled.clone(),
+            reuse: opts.reuse,
         })
     }
 
     /// A store for one instance of `component`: fresh state, the memory limiter
     /// installed, and a yield to the async runtime at every epoch tick.
     pub fn new_store(&self, component: &ComponentPre) -> Store<HostState> {
-        let mut store = Store::new(&self.engine, component.instance_state(self.max_memory));
-        store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
-        store
+        self.stores.new_store(component)
+    }
+
+    /// The store maker, for instances created on other tasks.
+    pub fn stores(&self) -> Stores {
+        self.stores.clone()
+    }
+
+    /// How WASIp3 instances are reused.
+    pub fn reuse(&self) -> InstanceReuse {
+        self.reuse
     }
 }
 
@@ -203,6 +300,9 @@ fn base_config(cache_dir: Option<&std::path::Path>) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.memory_init_cow(true);
+    // WASIp3 components (`wasi:http/handler@0.3.0`, spin-sdk 7) need the
+    // async component model.
+    config.wasm_component_model_async(true);
     // Lets a running guest be interrupted: see `EPOCH_TICK`.
     config.epoch_interruption(true);
     if let Some(dir) = cache_dir {
@@ -241,14 +341,25 @@ fn compilation_cache(dir: &std::path::Path) -> Result<Cache> {
     Ok(Cache::new(config)?)
 }
 
-/// A linker with WASI 0.2, `wasi:http` and the Spin interfaces.
+/// A linker with WASI 0.2 and 0.3, `wasi:http` 0.2 and 0.3 and both
+/// generations of the Spin interfaces (a WASIp3 component built for
+/// `wasm32-wasip2` imports WASI 0.2 too, from Rust's standard library).
 fn linker(engine: &wasmtime::Engine) -> Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     spin::redis::add_to_linker(&mut linker, HostState::redis_view)?;
     spin::variables::add_to_linker(&mut linker, HostState::variables_view)?;
+    spin::redis::add_v3_to_linker(&mut linker, HostState::redis_view)?;
+    spin::variables::add_v3_to_linker(&mut linker, HostState::variables_view)?;
     Ok(linker)
+}
+
+/// `HostState`'s `wasi:http` view as a plain function, for the WASIp3 workers.
+pub fn http_view(state: &mut HostState) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+    state.http()
 }
 
 /// Advances `engine`'s epoch every [`EPOCH_TICK`] for as long as the engine

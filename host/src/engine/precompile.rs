@@ -64,6 +64,7 @@ pub fn precompile(app: &App, opts: &EngineOptions, out: &Path) -> Result<Vec<(St
             );
         }
         let code = engine
+            .stores
             .engine
             .precompile_component(&wasm)
             .map_err(anyhow::Error::from)
@@ -109,7 +110,7 @@ impl Engine {
         // (version, engine settings) before using it. The image keeps that
         // directory root-owned and read-only; never point --precompiled at a
         // directory someone else can write.
-        match unsafe { Component::deserialize_file(&self.engine, &path) } {
+        match unsafe { Component::deserialize_file(&self.stores.engine, &path) } {
             Ok(component) => {
                 tracing::info!(component = id, file = %path.display(), "loaded precompiled code");
                 Ok(component)
@@ -122,7 +123,7 @@ impl Engine {
                      Run `ping-host precompile` with this ping-host on a CPU like this one \
                      to start faster"
                 );
-                Component::new(&self.engine, wasm)
+                Component::new(&self.stores.engine, wasm)
                     .map_err(anyhow::Error::from)
                     .with_context(|| format!("component `{id}`: cannot compile it"))
             }

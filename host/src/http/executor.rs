@@ -1,4 +1,4 @@
-//! The WASIp2 guest call, as in wasmtime's wasi-http reference server
+//! The WASIp2 guest call (the WASIp3 one is `p3`), as in wasmtime's wasi-http reference server
 //! (`wasmtime_wasi_http::p2` module doc) and Spin's `WasiHttpExecutor`:
 //! fresh store → request resource → out-parameter channel → call → answer.
 
@@ -64,8 +64,20 @@ pub(super) async fn execute(
         called
     };
     let answered = settle(Box::pin(guest), receiver, limits).await;
-    // A body cut off at the limit makes most guests fail. The client sent too
-    // much, so it gets 413 rather than the guest's 5xx.
+    conclude(answered, &overflowed, &unreadable, limits)
+}
+
+/// The client's answer from the guest's (either generation's): a body cut off
+/// at the limit makes most guests fail, and the client sent too much, so it
+/// gets 413 rather than the guest's 5xx; likewise a body the client broke off
+/// or malformed (bad chunking, fewer bytes than its Content-Length) is the
+/// client's mistake, a 400, never a 5xx or a guest error.
+pub(super) fn conclude(
+    answered: Result<Response<Body>>,
+    overflowed: &AtomicBool,
+    unreadable: &AtomicBool,
+    limits: &RequestLimits,
+) -> Result<Response<Body>, Refusal> {
     let failed = answered
         .as_ref()
         .map_or(true, |r| r.status().is_server_error());
@@ -75,9 +87,6 @@ pub(super) async fn execute(
             limit: limits.max_body,
         });
     }
-    // Likewise a body the client broke off or malformed (bad chunking, fewer
-    // bytes than its Content-Length): the client's mistake, a 400, never a
-    // 5xx or a guest error.
     if failed && unreadable.load(Ordering::Relaxed) {
         return Err(Refusal::BadRequest("the request body could not be read"));
     }
@@ -87,7 +96,7 @@ pub(super) async fn execute(
 /// Cuts the body off at `max_body` bytes; the flags tell whether it was, and
 /// whether reading the client's body failed.
 #[allow(clippy::type_complexity)]
-fn limit_body(
+pub(super) fn limit_body(
     req: Request<Incoming>,
     max_body: u64,
 ) -> (

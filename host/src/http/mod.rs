@@ -13,6 +13,7 @@ mod executor;
 mod headers;
 mod limits;
 pub mod metrics_endpoint;
+mod p3;
 mod refusal;
 mod server;
 
@@ -29,9 +30,10 @@ use tokio::net::TcpListener;
 use self::admission::Slots;
 use self::headers::Target;
 pub use self::limits::{DEFAULT_DRAIN, HttpArgs, RequestLimits};
+use self::p3::P3Handler;
 pub(crate) use self::refusal::{Refusal, text_response};
 use crate::app::App;
-use crate::engine::{ComponentPre, Engine, EngineOptions};
+use crate::engine::{ComponentPre, Engine, EngineOptions, World};
 use crate::metrics::Metrics;
 use crate::routing::{Router, WELL_KNOWN_PREFIX};
 use crate::spin::redis::{SharedConnections, Timeouts};
@@ -56,6 +58,9 @@ pub struct Settings {
 /// A component as served: its prepared instance and its request counter.
 struct Served {
     component: ComponentPre,
+    /// A WASIp3 component's instance workers; `None` for WASIp2 components,
+    /// which get a fresh instance per request.
+    p3: Option<P3Handler>,
     /// This component's `spin_request_count_total` series.
     requests: Counter,
 }
@@ -98,8 +103,31 @@ impl HttpServer {
             let slot = match components.iter().position(|s| &**s.component.id() == id) {
                 Some(slot) => slot,
                 None => {
+                    let component = engine.prepare(app, id, vars, &redis)?;
+                    let p3 = match component.world() {
+                        World::P2(_) => None,
+                        World::P3(pre) => Some({
+                            let reuse = engine.reuse();
+                            tracing::info!(
+                                component = id.as_str(),
+                                max_reuse = reuse.max_requests,
+                                max_concurrent = reuse.max_concurrent,
+                                idle_timeout = ?reuse.idle_timeout,
+                                "WASIp3 component (wasi:http/handler@0.3.0): instances are reused"
+                            );
+                            P3Handler::new(
+                                engine.stores(),
+                                component.clone(),
+                                pre.clone(),
+                                engine.reuse(),
+                                settings.limits.deadline,
+                                metrics.clone(),
+                            )
+                        }),
+                    };
                     components.push(Served {
-                        component: engine.prepare(app, id, vars, &redis)?,
+                        component,
+                        p3,
                         requests: metrics.spin_request_counter(&app.name, &Arc::from(id.as_str())),
                     });
                     components.len() - 1
@@ -252,7 +280,8 @@ impl HttpServer {
         (response, Routed::Route(target))
     }
 
-    /// Admits the request and runs it on a fresh instance within the deadline.
+    /// Admits the request and runs it within the deadline: on a fresh
+    /// instance (WASIp2) or on a reused one (WASIp3).
     async fn run(
         &self,
         served: &Served,
@@ -260,14 +289,22 @@ impl HttpServer {
     ) -> Result<Response<Body>, Refusal> {
         let admission = self.slots.admit(&self.metrics).await.ok_or(Refusal::Busy)?;
         served.requests.inc();
-        let run = executor::execute(
-            &self.engine,
-            &served.component,
-            req,
-            admission,
-            &self.limits,
-            &self.metrics,
-        );
+        let run = async {
+            match &served.p3 {
+                Some(handler) => p3::execute(handler, req, admission, &self.limits).await,
+                None => {
+                    executor::execute(
+                        &self.engine,
+                        &served.component,
+                        req,
+                        admission,
+                        &self.limits,
+                        &self.metrics,
+                    )
+                    .await
+                }
+            }
+        };
         // Dropping the guest's future on timeout stops it: it yields at every
         // epoch tick, so even a guest stuck in a loop ends here.
         tokio::time::timeout(self.limits.deadline, run)

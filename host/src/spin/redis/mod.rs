@@ -1,4 +1,5 @@
-//! `fermyon:spin/redis@2.0.0` for guests: Spin's Redis outbound.
+//! `fermyon:spin/redis@2.0.0` (spin-sdk <= 5) and, in `v3`,
+//! `spin:redis/redis@3.0.0` (spin-sdk 7) for guests: Spin's Redis outbound.
 //!
 //! Laid out like Spin's `factor-outbound-redis`: the wiring (`add_to_linker`),
 //! per-instance state (`RedisCtx`) with the host trait impls on a view of it,
@@ -9,6 +10,7 @@
 
 mod address;
 mod connections;
+mod v3;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,8 +25,12 @@ use super::bindings::RedisError;
 use super::bindings::redis::{self as wit, Connection, Error, RedisParameter, RedisResult};
 use crate::allowed_hosts::AllowedHosts;
 
-/// Connections one instance may hold open at once, like Spin's per-instance cap.
-const MAX_CONNECTIONS_PER_INSTANCE: usize = 10;
+pub(crate) use self::v3::add_to_linker as add_v3_to_linker;
+
+/// Connections one request may hold open at once, like Spin's per-instance
+/// cap; an instance serving requests concurrently (WASIp3) gets this many per
+/// concurrent request.
+pub(crate) const MAX_CONNECTIONS_PER_INSTANCE: usize = 10;
 
 /// Links `fermyon:spin/redis@2.0.0`; `view` finds the instance's Redis state.
 pub(crate) fn add_to_linker<T: Send + 'static>(
@@ -40,21 +46,68 @@ pub(crate) struct RedisCtx {
     allowed: Arc<AllowedHosts>,
     component: Arc<str>,
     open: usize,
+    max_open: usize,
 }
 
 impl RedisCtx {
-    /// State for one instance of `component`, reaching only `allowed`.
+    /// State for one instance of `component`, reaching only `allowed`, with
+    /// at most `max_open` connections open at once.
     pub(crate) fn new(
         connections: Arc<SharedConnections>,
         allowed: Arc<AllowedHosts>,
         component: Arc<str>,
+        max_open: usize,
     ) -> Self {
         RedisCtx {
             connections,
             allowed,
             component,
             open: 0,
+            max_open,
         }
+    }
+
+    /// `open` for both interface versions: the allow-list check, the
+    /// per-instance cap, then a handle on the shared connection (which does
+    /// not dial), pushed to the instance's `table`.
+    fn open(&mut self, table: &mut ResourceTable, address: &str) -> Result<u32, RedisError> {
+        let address = self.check(address)?;
+        if self.open >= self.max_open {
+            return Err(Error::TooManyConnections.into());
+        }
+        let conn = self
+            .connections
+            .connection(&address)
+            .map_err(|e| guest_error(&address, &self.component, "open", e).0)?;
+        self.open += 1;
+        let entry = table
+            .push(RedisConnection { conn, address })
+            .map_err(RedisError::trap)?;
+        Ok(entry.rep())
+    }
+
+    /// `[resource-drop]connection` for both interface versions.
+    fn close(&mut self, table: &mut ResourceTable, rep: u32) -> wasmtime::Result<()> {
+        table.delete(Resource::<RedisConnection>::new_own(rep))?;
+        self.open = self.open.saturating_sub(1);
+        Ok(())
+    }
+
+    /// Counts a finished command and maps its failure for the guest.
+    fn finish<T>(
+        &self,
+        address: impl FnOnce() -> Result<Address, RedisError>,
+        name: &'static str,
+        started: Instant,
+        result: redis::RedisResult<T>,
+    ) -> Result<T, RedisError> {
+        let metrics = &self.connections.metrics;
+        metrics.redis_command(name, started.elapsed());
+        result.or_else(|e| {
+            let (error, reason) = guest_error(&address()?, &self.component, name, e);
+            metrics.redis_error(name, reason);
+            Err(error.into())
+        })
     }
 
     /// The allow-list check: the parsed destination must be in the
@@ -99,26 +152,69 @@ impl HasData for RedisHost {
     type Data<'a> = RedisView<'a>;
 }
 
-impl RedisView<'_> {
-    fn connection(&self, conn: &Resource<Connection>) -> Result<&RedisConnection, RedisError> {
-        self.table
-            .get(&Resource::<RedisConnection>::new_borrow(conn.rep()))
-            .map_err(RedisError::trap)
-    }
+/// The guest's connection with table index `rep`.
+fn connection(table: &ResourceTable, rep: u32) -> Result<&RedisConnection, RedisError> {
+    table
+        .get(&Resource::<RedisConnection>::new_borrow(rep))
+        .map_err(RedisError::trap)
+}
 
-    /// Runs one command on the guest's connection, mapping errors for the guest.
-    /// A typed call: `name` is both the Redis command and its metric label.
+/// `name` as a command with `args`, and whether sending it twice is harmless.
+fn command(
+    name: &'static str,
+    args: impl FnOnce(&mut redis::Cmd) -> &mut redis::Cmd,
+) -> (redis::Cmd, bool) {
+    let mut cmd = redis::cmd(name);
+    args(&mut cmd);
+    // Same state and same answer when sent twice (DEL, SADD, SREM would
+    // answer a different count the second time).
+    (cmd, matches!(name, "GET" | "SET" | "SMEMBERS"))
+}
+
+/// `execute`'s command, and whether it is read-only (so safe to retry).
+fn arbitrary(command: &str, arguments: Vec<RedisParameter>) -> (redis::Cmd, bool) {
+    let mut cmd = redis::cmd(command);
+    for arg in arguments {
+        match arg {
+            RedisParameter::Int64(n) => cmd.arg(n),
+            RedisParameter::Binary(b) => cmd.arg(b),
+        };
+    }
+    // Read-only commands (PING, as /test and probes send) are safe to retry.
+    let read_only = ["PING", "GET", "EXISTS", "TTL", "MGET", "SMEMBERS", "ECHO"]
+        .iter()
+        .any(|c| command.eq_ignore_ascii_case(c));
+    (cmd, read_only)
+}
+
+/// Sends `cmd` on the shared connection `manager`. The shared connection
+/// learns that Redis went away (or came back) only from a failed command, and
+/// hands that failure to the command that met it before dialling again. Spin
+/// opens a fresh connection per `open`, so there the first request after an
+/// outage succeeds: do the same by trying once more on the new connection,
+/// when that cannot apply the command twice.
+async fn send<T: redis::FromRedisValue>(
+    mut manager: ConnectionManager,
+    cmd: &redis::Cmd,
+    idempotent: bool,
+) -> redis::RedisResult<T> {
+    let result = cmd.query_async::<T>(&mut manager).await;
+    if result.as_ref().is_err_and(|e| retry_is_safe(idempotent, e)) {
+        return cmd.query_async::<T>(&mut manager).await;
+    }
+    result
+}
+
+impl RedisView<'_> {
+    /// Runs one typed command on the guest's connection: `name` is both the
+    /// Redis command and its metric label.
     async fn call<T: redis::FromRedisValue>(
         &mut self,
         conn: &Resource<Connection>,
         name: &'static str,
         args: impl FnOnce(&mut redis::Cmd) -> &mut redis::Cmd,
     ) -> Result<T, RedisError> {
-        let mut cmd = redis::cmd(name);
-        args(&mut cmd);
-        // Same state and same answer when sent twice (DEL, SADD, SREM would
-        // answer a different count the second time).
-        let idempotent = matches!(name, "GET" | "SET" | "SMEMBERS");
+        let (cmd, idempotent) = command(name, args);
         self.run(conn, name, idempotent, &cmd).await
     }
 
@@ -131,32 +227,18 @@ impl RedisView<'_> {
         idempotent: bool,
         cmd: &redis::Cmd,
     ) -> Result<T, RedisError> {
-        let mut manager = self.connection(conn)?.conn.clone();
+        let manager = connection(self.table, conn.rep())?.conn.clone();
         let started = Instant::now();
-        let mut result = cmd.query_async::<T>(&mut manager).await;
-        // The shared connection learns that Redis went away (or came back)
-        // only from a failed command, and hands that failure to the command
-        // that met it before dialling again. Spin opens a fresh connection per
-        // `open`, so there the first request after an outage succeeds: do the
-        // same by trying once more on the new connection, when that cannot
-        // apply the command twice.
-        if result.as_ref().is_err_and(|e| retry_is_safe(idempotent, e)) {
-            result = cmd.query_async::<T>(&mut manager).await;
-        }
-        let metrics = &self.ctx.connections.metrics;
-        metrics.redis_command(name, started.elapsed());
+        let result = send(manager, cmd, idempotent).await;
         // The address is looked up again only on failure: cloning it (host,
         // user, password) for every command would allocate per request.
-        result.or_else(|e| {
-            let (error, reason) = guest_error(
-                &self.connection(conn)?.address,
-                &self.ctx.component,
-                name,
-                e,
-            );
-            metrics.redis_error(name, reason);
-            Err(error.into())
-        })
+        let table = &*self.table;
+        self.ctx.finish(
+            || Ok(connection(table, conn.rep())?.address.clone()),
+            name,
+            started,
+            result,
+        )
     }
 }
 
@@ -223,21 +305,8 @@ impl wit::Host for RedisView<'_> {
 
 impl wit::HostConnection for RedisView<'_> {
     async fn open(&mut self, address: String) -> Result<Resource<Connection>, RedisError> {
-        let address = self.ctx.check(&address)?;
-        if self.ctx.open >= MAX_CONNECTIONS_PER_INSTANCE {
-            return Err(Error::TooManyConnections.into());
-        }
-        let conn = self
-            .ctx
-            .connections
-            .connection(&address)
-            .map_err(|e| guest_error(&address, &self.ctx.component, "open", e).0)?;
-        self.ctx.open += 1;
-        let entry = self
-            .table
-            .push(RedisConnection { conn, address })
-            .map_err(RedisError::trap)?;
-        Ok(Resource::new_own(entry.rep()))
+        let rep = self.ctx.open(self.table, &address)?;
+        Ok(Resource::new_own(rep))
     }
 
     async fn publish(
@@ -314,17 +383,7 @@ impl wit::HostConnection for RedisView<'_> {
         command: String,
         arguments: Vec<RedisParameter>,
     ) -> Result<Vec<RedisResult>, RedisError> {
-        let mut cmd = redis::cmd(&command);
-        for arg in arguments {
-            match arg {
-                RedisParameter::Int64(n) => cmd.arg(n),
-                RedisParameter::Binary(b) => cmd.arg(b),
-            };
-        }
-        // Read-only commands (PING, as /test and probes send) are safe to retry.
-        let read_only = ["PING", "GET", "EXISTS", "TTL", "MGET", "SMEMBERS", "ECHO"]
-            .iter()
-            .any(|c| command.eq_ignore_ascii_case(c));
+        let (cmd, read_only) = arbitrary(&command, arguments);
         let value = self.run::<Value>(&conn, "execute", read_only, &cmd).await?;
         let mut out = Vec::new();
         flatten(value, &mut out);
@@ -332,10 +391,7 @@ impl wit::HostConnection for RedisView<'_> {
     }
 
     async fn drop(&mut self, conn: Resource<Connection>) -> wasmtime::Result<()> {
-        self.table
-            .delete(Resource::<RedisConnection>::new_own(conn.rep()))?;
-        self.ctx.open = self.ctx.open.saturating_sub(1);
-        Ok(())
+        self.ctx.close(self.table, conn.rep())
     }
 }
 
