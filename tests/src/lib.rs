@@ -61,6 +61,15 @@ pub fn misbehave_wasm() -> PathBuf {
     )
 }
 
+/// The spin-sdk 7 (WASIp3) test component (tests/p3-ping).
+pub fn p3_wasm() -> PathBuf {
+    artifact(
+        "PING_P3_WASM",
+        "target/wasm32-wasip2/wasm/p3_ping_component.wasm",
+        "build it with `make component`",
+    )
+}
+
 /// The value of the sample `series` (name and labels exactly as exposed) in
 /// Prometheus text, if present.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
@@ -491,11 +500,15 @@ pub fn write_fixture(dir: &Path, name: &str) -> Result<PathBuf> {
 }
 
 /// Writes `text` as `dir/spin.toml`, with `@WASM@` standing for the built
-/// ping component and `@MISBEHAVE_WASM@` for the fault tests' component.
+/// ping component, `@MISBEHAVE_WASM@` for the fault tests' component and
+/// `@P3_WASM@` for the WASIp3 test component.
 pub fn write_manifest(dir: &Path, text: &str) -> Result<PathBuf> {
     let mut text = text.replace("@WASM@", &component_wasm().display().to_string());
     if text.contains("@MISBEHAVE_WASM@") {
         text = text.replace("@MISBEHAVE_WASM@", &misbehave_wasm().display().to_string());
+    }
+    if text.contains("@P3_WASM@") {
+        text = text.replace("@P3_WASM@", &p3_wasm().display().to_string());
     }
     let path = dir.join("spin.toml");
     std::fs::write(&path, text)?;
