@@ -177,7 +177,16 @@ fn a_misbehaving_instance_is_contained_and_the_next_request_succeeds() -> Result
     let spun = get(&host.url("/loop"))?;
     assert_eq!(spun.status, 504, "{}", spun.body);
     assert!(started.elapsed() < Duration::from_secs(5));
-    // The instance that ran past the deadline was retired: a fresh one answers.
+    // The instance that ran past the deadline was retired: nothing spins on
+    // (a spinning guest would burn a whole core), and a fresh one answers.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_ticks(host.pid())?;
+    std::thread::sleep(Duration::from_secs(1));
+    let burnt = cpu_ticks(host.pid())? - before;
+    assert!(
+        burnt < 30,
+        "ping-host used {burnt} CPU ticks in 1 s while idle"
+    );
     assert_eq!(get(&host.url("/instance"))?.body, "1");
     assert_eq!(get(&host.url("/ping"))?.body, "2\n");
 
@@ -190,6 +199,15 @@ fn a_misbehaving_instance_is_contained_and_the_next_request_succeeds() -> Result
     assert_eq!(get(&host.url("/ping"))?.body, "4\n");
     assert!(host.logs().contains("past the limit"), "{}", host.logs());
     Ok(())
+}
+
+/// User plus system CPU time of process `pid`, in clock ticks (1/100 s here).
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the `(comm)`: state is the 3rd field, utime the 14th, stime the 15th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
 }
 
 #[test]
