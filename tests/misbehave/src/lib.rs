@@ -9,6 +9,10 @@ use spin_sdk::http_component;
 /// Memory held on purpose by `/grow`, so the allocations are not optimised away.
 static mut HOARD: Vec<Vec<u8>> = Vec::new();
 
+/// Requests this instance has served, for `/served`: it shows whether an
+/// instance was reused (`--instance-reuse`) or fresh (always 1).
+static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 #[http_component]
 fn handle(req: Request) -> Response {
     // `x-echo: spin-headers` on any path: the Spin request headers it got,
@@ -42,9 +46,12 @@ fn handle(req: Request) -> Response {
         };
         return Response::builder().status(200).body(body).build();
     }
+    let served = SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     let query = req.query().to_owned();
     let (status, body): (u16, String) = match req.path() {
         "/ok" => (200, "ok".into()),
+        // How many requests this instance has served, this one included.
+        "/served" => (200, served.to_string()),
         // Spins forever without calling the host: only an interrupt stops it.
         "/loop" => {
             let mut n: u64 = 0;
