@@ -177,6 +177,7 @@ fn up(args: UpArgs) -> Result<()> {
         engine: args.engine.options(),
         redis: Timeouts::from(&args.redis),
         limits: args.http.limits(),
+        reuse: args.http.reuse(),
         image_digest,
     };
     runtime.block_on(async move {

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::InstanceReuse;
 use crate::cli;
 
 /// Per-request bounds.
@@ -113,6 +114,19 @@ pub struct HttpArgs {
     /// How long shutdown waits for in-flight requests.
     #[arg(long, value_name = "DURATION", default_value_t = DEFAULT_DRAIN.into())]
     drain: humantime::Duration,
+    /// Requests one instance of a component serves in turn before it is
+    /// dropped; 1 (the default) is a fresh instance per request, as Spin 3
+    /// and containerd-shim-spin do. Raise it only for components that keep no
+    /// state between requests: the next request sees the previous one's
+    /// globals. An instance that fails is never reused.
+    #[arg(long, value_name = "N", default_value_t = InstanceReuse::DEFAULT.max_requests,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    instance_reuse: u32,
+    /// How long an instance kept by --instance-reuse waits idle for its next
+    /// request before it is dropped.
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration,
+          default_value_t = InstanceReuse::DEFAULT.idle_timeout.into())]
+    idle_instance_timeout: humantime::Duration,
     /// Old spelling of --request-timeout, in seconds.
     #[arg(long, hide = true, conflicts_with = "request_timeout",
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -146,6 +160,14 @@ impl HttpArgs {
                 self.header_read_timeout_secs,
                 Duration::from_secs,
             ),
+        }
+    }
+
+    /// The instance reuse these flags choose.
+    pub fn reuse(&self) -> InstanceReuse {
+        InstanceReuse {
+            max_requests: self.instance_reuse,
+            idle_timeout: self.idle_instance_timeout.into(),
         }
     }
 

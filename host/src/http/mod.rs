@@ -11,6 +11,7 @@
 mod admission;
 mod executor;
 mod headers;
+mod instances;
 mod limits;
 pub mod metrics_endpoint;
 mod refusal;
@@ -28,6 +29,8 @@ use tokio::net::TcpListener;
 
 use self::admission::Slots;
 use self::headers::Target;
+pub use self::instances::InstanceReuse;
+use self::instances::Instances;
 pub use self::limits::{DEFAULT_DRAIN, HttpArgs, RequestLimits};
 pub(crate) use self::refusal::{Refusal, text_response};
 use crate::app::App;
@@ -49,13 +52,17 @@ pub struct Settings {
     pub redis: Timeouts,
     /// Per-request bounds.
     pub limits: RequestLimits,
+    /// Whether an instance serves more than one request (off by default).
+    pub reuse: InstanceReuse,
     /// The OCI manifest digest the app was pulled as, shown by `/.well-known/spin/info`.
     pub image_digest: Option<String>,
 }
 
-/// A component as served: its prepared instance and its request counter.
+/// A component as served: its prepared instance, its idle instances and its
+/// request counter.
 struct Served {
     component: ComponentPre,
+    instances: Arc<Instances>,
     /// This component's `spin_request_count_total` series.
     requests: Counter,
 }
@@ -100,6 +107,7 @@ impl HttpServer {
                 None => {
                     components.push(Served {
                         component: engine.prepare(app, id, vars, &redis)?,
+                        instances: Arc::new(Instances::new(settings.reuse)),
                         requests: metrics.spin_request_counter(&app.name, &Arc::from(id.as_str())),
                     });
                     components.len() - 1
@@ -170,12 +178,39 @@ impl HttpServer {
             max_head: Some(self.limits.max_head + 1),
             drain,
         };
+        self.reap_idle_instances();
         server::serve(listener, settings, shutdown, move |req, client, local| {
             let server = self.clone();
             async move { server.handle(req, client, local).await }
         })
         .await?;
         Ok(())
+    }
+
+    /// With `--instance-reuse`, drops instances idle past the timeout, checking
+    /// every timeout; stops when the server is dropped.
+    fn reap_idle_instances(self: &Arc<Self>) {
+        let Some(first) = self.components.first() else {
+            return;
+        };
+        let reuse = first.instances.reuse();
+        if !reuse.enabled() {
+            return;
+        }
+        let server = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(reuse.idle_timeout);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(server) = server.upgrade() else {
+                    return;
+                };
+                for served in &server.components {
+                    served.instances.reap();
+                }
+            }
+        });
     }
 
     /// One request, with its metrics and access log.
@@ -252,7 +287,8 @@ impl HttpServer {
         (response, Routed::Route(target))
     }
 
-    /// Admits the request and runs it on a fresh instance within the deadline.
+    /// Admits the request and runs it on an instance (fresh unless
+    /// `--instance-reuse`) within the deadline.
     async fn run(
         &self,
         served: &Served,
@@ -263,6 +299,7 @@ impl HttpServer {
         let run = executor::execute(
             &self.engine,
             &served.component,
+            &served.instances,
             req,
             admission,
             &self.limits,
