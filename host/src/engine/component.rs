@@ -23,6 +23,9 @@ pub struct ComponentEnv {
     pub allowed: Arc<AllowedHosts>,
     /// The process-wide Redis connections.
     pub redis: Arc<SharedConnections>,
+    /// The component's `environment`: the WASI environment variables every
+    /// instance sees (`std::env::var` in the guest), as Spin sets them.
+    pub environment: Arc<[(String, String)]>,
 }
 
 /// One component, compiled, linked and ready to instantiate per request.
@@ -50,6 +53,7 @@ impl ComponentPre {
             RedisCtx::new(env.redis.clone(), env.allowed.clone(), self.id.clone()),
             env.variables.clone(),
             OutboundHttp::new(env.allowed.clone(), self.id.clone()),
+            &env.environment,
             max_memory,
         )
     }
@@ -112,6 +116,11 @@ impl Engine {
             variables: Arc::new(ComponentVariables::for_component(app, id, vars)?),
             allowed: Arc::new(allowed),
             redis: redis.clone(),
+            environment: spec
+                .environment
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         };
         self.link(id, &spec.source, env)
     }
