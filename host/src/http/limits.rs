@@ -88,6 +88,10 @@ pub struct HttpArgs {
     /// Address to serve HTTP on.
     #[arg(long, default_value = "127.0.0.1:3000", env = "SPIN_HTTP_LISTEN_ADDR")]
     pub listen: SocketAddr,
+    /// Threads serving HTTP, each with its own runtime and its own listener on
+    /// --listen [default: one per CPU available to the process].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: Option<u32>,
     /// Serve Prometheus metrics on this address (GET /metrics), apart from the app's port.
     #[arg(long, value_name = "ADDR", env = "PING_HOST_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -161,6 +165,16 @@ impl HttpArgs {
                 Duration::from_secs,
             ),
         }
+    }
+
+    /// How many threads serve HTTP: `--threads`, else one per available CPU
+    /// (cgroup CPU quotas included, as `std::thread::available_parallelism`
+    /// counts them).
+    pub fn threads(&self) -> usize {
+        self.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |n| n as usize,
+        )
     }
 
     /// The instance reuse these flags choose.

@@ -16,6 +16,7 @@ mod limits;
 pub mod metrics_endpoint;
 mod refusal;
 mod server;
+pub mod threads;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,6 +83,8 @@ pub struct HttpServer {
     unrouted: Arc<str>,
     /// The `route` label of the runtime's own `/.well-known/spin/` paths.
     well_known_route: Arc<str>,
+    /// Whether the idle-instance reaper runs (one for all serving threads).
+    reaping: std::sync::atomic::AtomicBool,
 }
 
 /// Where a request went, for its metrics.
@@ -147,6 +150,7 @@ impl HttpServer {
             limits: settings.limits,
             unrouted: Arc::from(""),
             well_known_route: Arc::from(WELL_KNOWN_PREFIX),
+            reaping: Default::default(),
         })
     }
 
@@ -194,7 +198,11 @@ impl HttpServer {
             return;
         };
         let reuse = first.instances.reuse();
-        if !reuse.enabled() {
+        if !reuse.enabled()
+            || self
+                .reaping
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
             return;
         }
         let server = Arc::downgrade(self);
