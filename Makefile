@@ -27,8 +27,8 @@ chart-tools: ## Install pinned helm, kubectl and kubernetes-validate into .tools
 monitoring-tools: ## Install the pinned dashboard schema check (@grafana/schema, TypeScript) into .tools/
 	@scripts/install-monitoring-tools.sh
 
-bench-tools: deps ## Install pinned oha and the Flask/matplotlib venv into .tools/
-	@scripts/install-bench-tools.sh
+bench-tools: deps ## Install pinned oha, wasmtime CLI, inferno, the Flask/matplotlib venv into .tools/, and perf
+	@CARGO="$(CARGO)" scripts/install-bench-tools.sh
 
 component: deps ## Build the Wasm components (size profile): ping, and the fault tests' misbehave
 	$(CARGO) build -p ping-component -p misbehave-component --target wasm32-wasip2 --profile wasm
@@ -85,15 +85,17 @@ soak: build ## Soak: /ping at half capacity for SOAK_SECS (default 600); no erro
 cluster-test: build chart-tools bench-tools ## Cluster journeys (needs a cluster with Spin nodes; see tests/cluster/run.sh)
 	tests/cluster/run.sh
 
-bench: build bench-tools ## Benchmarks: ping-host vs Redis, hyper and Flask; writes bench/results/ and BENCHMARKS.md
+# A short run: BENCH_DURATION=3 BENCH_CONCURRENCY=64 make bench (BENCH_PROFILE=0 skips the flame graphs).
+bench: build bench-tools ## Benchmarks: ping-host vs Redis, hyper, Flask and wasmtime serve; writes bench/results/ and BENCHMARKS.md
 	$(CARGO) build --release -p ping-baseline
 	$(CARGO) build --release -p ping-host --examples
+	$(CARGO) build -p hello-component --target wasm32-wasip2 --profile wasm
 	.tools/bench-venv/bin/python bench/run.py
 
 lint: deps ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) clippy -p ping-component -p misbehave-component --target wasm32-wasip2 --profile wasm -- -D warnings
+	$(CARGO) clippy -p ping-component -p misbehave-component -p hello-component --target wasm32-wasip2 --profile wasm -- -D warnings
 	cd fuzz && $(CARGO) fmt -- --check && $(CARGO) clippy --all-targets -- -D warnings
 
 clean: ## Remove build output (keeps .data/)
