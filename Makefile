@@ -61,7 +61,7 @@ monitor: deps ## Next to `make up`: Prometheus on 127.0.0.1:9090 with ping's rul
 	@scripts/monitor.sh
 
 test: build chart-tools monitoring-tools image ## Run every test: Rust unit and end-to-end (real Redis, registry, Prometheus), chart, monitoring, container image and compose checks, fuzz smoke
-	$(CARGO) test --release --workspace --exclude ping-component --exclude misbehave-component
+	$(CARGO) test --release --workspace --exclude ping-component --exclude misbehave-component --exclude hello-component
 	.tools/venv/bin/python -m pytest -q helm/tests monitoring/tests tests/container
 	FUZZ_SECS=20 scripts/fuzz.sh
 
@@ -82,7 +82,8 @@ sync-monitoring: ## Copy monitoring/ rules and dashboards into the chart (helm/p
 soak: build ## Soak: /ping at half capacity for SOAK_SECS (default 600); no errors, flat memory, exact count
 	PING_SOAK_SECS=$${SOAK_SECS:-600} $(CARGO) test --release -p ping-e2e --test soak -- --nocapture
 
-cluster-test: build chart-tools bench-tools ## Cluster journeys (needs a cluster with Spin nodes; see tests/cluster/run.sh)
+cluster-test: build chart-tools ## Cluster journeys (needs a cluster with Spin nodes; see tests/cluster/run.sh)
+	CARGO="$(CARGO)" scripts/install-bench-tools.sh --load-only
 	tests/cluster/run.sh
 
 # A short run: BENCH_DURATION=3 BENCH_CONCURRENCY=64 make bench (BENCH_PROFILE=0 skips the flame graphs).

@@ -7,6 +7,7 @@
 #   .tools/bench-venv   Flask + gunicorn + redis-py (the workshop's design) and matplotlib (charts)
 #   redis-benchmark     from Debian's redis-tools (installed with redis-server)
 #   perf                from Debian's linux-perf, when apt-get can install it (else no flame graphs)
+# `--load-only` installs just oha (what `make cluster-test` needs to load a cluster).
 # CARGO (default cargo) runs cargo, e.g. CARGO="flock /tmp/lock cargo" on a shared machine.
 set -euo pipefail
 
@@ -23,6 +24,7 @@ if ! "$tools/bin/oha" --version 2>/dev/null | grep -q " $oha_version"; then
   echo "==> cargo install oha $oha_version" >&2
   $cargo install --quiet --locked --version "$oha_version" --root "$tools" oha
 fi
+[ "${1:-}" = --load-only ] && exit 0
 if ! "$tools/bin/wasmtime" --version 2>/dev/null | grep -q " $wasmtime_version"; then
   echo "==> cargo install wasmtime-cli $wasmtime_version (takes a while)" >&2
   $cargo install --quiet --locked --version "$wasmtime_version" --root "$tools" \
