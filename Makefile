@@ -27,8 +27,8 @@ chart-tools: ## Install pinned helm, kubectl and kubernetes-validate into .tools
 monitoring-tools: ## Install the pinned dashboard schema check (@grafana/schema, TypeScript) into .tools/
 	@scripts/install-monitoring-tools.sh
 
-bench-tools: deps ## Install pinned oha and the Flask/matplotlib venv into .tools/
-	@scripts/install-bench-tools.sh
+bench-tools: deps ## Install pinned oha, wasmtime CLI, inferno, the Flask/matplotlib venv into .tools/, and perf
+	@CARGO="$(CARGO)" scripts/install-bench-tools.sh
 
 component: deps ## Build the Wasm components (size profile): ping, and the tests' misbehave (WASIp2) and p3-ping (WASIp3, spin-sdk 7)
 	$(CARGO) build -p ping-component -p misbehave-component -p p3-ping-component --target wasm32-wasip2 --profile wasm
@@ -61,7 +61,7 @@ monitor: deps ## Next to `make up`: Prometheus on 127.0.0.1:9090 with ping's rul
 	@scripts/monitor.sh
 
 test: build chart-tools monitoring-tools image ## Run every test: Rust unit and end-to-end (real Redis, registry, Prometheus), chart, monitoring, container image and compose checks, fuzz smoke
-	$(CARGO) test --release --workspace --exclude ping-component --exclude misbehave-component --exclude p3-ping-component
+	$(CARGO) test --release --workspace --exclude ping-component --exclude misbehave-component --exclude p3-ping-component --exclude hello-component
 	.tools/venv/bin/python -m pytest -q helm/tests monitoring/tests tests/container
 	FUZZ_SECS=20 scripts/fuzz.sh
 
@@ -82,18 +82,21 @@ sync-monitoring: ## Copy monitoring/ rules and dashboards into the chart (helm/p
 soak: build ## Soak: /ping at half capacity for SOAK_SECS (default 600); no errors, flat memory, exact count
 	PING_SOAK_SECS=$${SOAK_SECS:-600} $(CARGO) test --release -p ping-e2e --test soak -- --nocapture
 
-cluster-test: build chart-tools bench-tools ## Cluster journeys (needs a cluster with Spin nodes; see tests/cluster/run.sh)
+cluster-test: build chart-tools ## Cluster journeys (needs a cluster with Spin nodes; see tests/cluster/run.sh)
+	CARGO="$(CARGO)" scripts/install-bench-tools.sh --load-only
 	tests/cluster/run.sh
 
-bench: build bench-tools ## Benchmarks: ping-host vs Redis, hyper and Flask; writes bench/results/ and BENCHMARKS.md
+# A short run: BENCH_DURATION=3 BENCH_CONCURRENCY=64 make bench (BENCH_PROFILE=0 skips the flame graphs).
+bench: build bench-tools ## Benchmarks: ping-host vs Redis, hyper, Flask and wasmtime serve; writes bench/results/ and BENCHMARKS.md
 	$(CARGO) build --release -p ping-baseline
 	$(CARGO) build --release -p ping-host --examples
+	$(CARGO) build -p hello-component --target wasm32-wasip2 --profile wasm
 	.tools/bench-venv/bin/python bench/run.py
 
 lint: deps ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) clippy -p ping-component -p misbehave-component -p p3-ping-component --target wasm32-wasip2 --profile wasm -- -D warnings
+	$(CARGO) clippy -p ping-component -p misbehave-component -p p3-ping-component -p hello-component --target wasm32-wasip2 --profile wasm -- -D warnings
 	cd fuzz && $(CARGO) fmt -- --check && $(CARGO) clippy --all-targets -- -D warnings
 
 clean: ## Remove build output (keeps .data/)

@@ -32,6 +32,7 @@ async fn main() -> Result<()> {
             Timeouts::default(),
             Arc::new(Metrics::new(options.max_instances)),
         )),
+        environment: Vec::new().into(),
     };
     let component = engine.link("ping", &Source::File(wasm), env)?;
 

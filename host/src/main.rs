@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ping_host::engine::EngineArgs;
+use ping_host::http::threads::{self, Threads};
 use ping_host::http::{HttpArgs, HttpServer, Settings, metrics_endpoint};
 use ping_host::oci::{self, Access};
 use ping_host::spin::redis::{RedisArgs, Timeouts};
@@ -165,7 +166,9 @@ fn init_logging(format: LogFormat) {
 }
 
 fn up(args: UpArgs) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // This runtime loads the app, serves metrics and waits for the shutdown
+    // signal; requests are served by `http::threads`, one runtime per thread.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let (app, image_digest) = runtime.block_on(load_app(&args))?;
@@ -177,13 +180,14 @@ fn up(args: UpArgs) -> Result<()> {
         engine: args.engine.options(),
         redis: Timeouts::from(&args.redis),
         limits: args.http.limits(),
+        reuse: args.http.reuse(),
         image_digest,
     };
     runtime.block_on(async move {
         let started = std::time::Instant::now();
         let server = Arc::new(HttpServer::new(&app, &vars, &settings)?);
-        let listener = bind(args.http.listen, "--listen").await?;
-        let local = listener.local_addr()?;
+        let listeners = threads::bind(args.http.listen, args.http.threads())?;
+        let local = listeners[0].local_addr()?;
         let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         if let Some(addr) = args.http.metrics_listen {
             let metrics_listener = bind(addr, "--metrics-listen").await?;
@@ -203,10 +207,12 @@ fn up(args: UpArgs) -> Result<()> {
         for (route, component) in server.routes() {
             tracing::info!(route, component, "route");
         }
-        tracing::info!(app = %app.name, ready_in = ?started.elapsed(), "serving on http://{local}");
-        let served = server
-            .serve(listener, shutdown_signal(), args.http.drain())
-            .await;
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let serving = Threads::start(server, listeners, stopping, args.http.drain())?;
+        tracing::info!(app = %app.name, ready_in = ?started.elapsed(), threads = args.http.threads(), "serving on http://{local}");
+        shutdown_signal().await;
+        let _ = stop.send(true);
+        let served = serving.finished().await;
         // Metrics stay up while requests drain, so the drain itself is visible.
         let _ = stop_metrics.send(());
         served

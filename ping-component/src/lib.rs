@@ -69,7 +69,10 @@ fn get_route(req: &Request, read_only: bool) -> Option<Response> {
     })
 }
 
-/// `answer` without its body (HEAD), or 404 for an unknown path.
+/// The HEAD answer: `answer` (404 for an unknown path) with its body's
+/// length as `content-length`, as a GET would say. The body is handed over
+/// too, so the length written matches the one declared (wasi:http checks
+/// that); the HTTP server never sends a body for HEAD.
 fn head(answer: Option<Response>) -> Response {
     let answer = answer.unwrap_or_else(not_found);
     let mut builder = Response::builder();
@@ -77,18 +80,21 @@ fn head(answer: Option<Response>) -> Response {
     for (name, value) in answer.headers() {
         builder.header(name, value.as_str().unwrap_or_default());
     }
-    builder.body(Vec::new()).build()
+    let body = answer.into_body();
+    builder.header("content-length", body.len().to_string());
+    builder.body(body).build()
 }
 
 fn not_found() -> Response {
     text(404, "not found\n")
 }
 
-/// Whether Redis answers for the counter key, without changing it: 200 or
-/// the failure `DELETE` would meet.
+/// What `DELETE` would answer, without deleting: the same status and text
+/// (so the same length), or the failure it would meet.
 fn peek() -> Response {
     match with_redis(|conn, key| conn.get(key)) {
-        Ok(_) => text(200, ""),
+        Ok(None) => text(200, "nothing to delete\n"),
+        Ok(Some(_)) => text(200, "deleted\n"),
         Err(e) => e.into_response(),
     }
 }

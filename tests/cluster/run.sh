@@ -20,7 +20,7 @@
 # Optional: PING_INGRESS_CLASS (default: cluster default), PING_NAMESPACE (ping-e2e),
 #   PING_LOAD_SECONDS (180), PING_INSECURE_REGISTRY=1 (push over plain HTTP to a
 #   registry other than localhost, e.g. k3d-registry.localhost:5000).
-# Load comes from `oha` (`make bench-tools`, which `make cluster-test` runs) or `wrk`.
+# Load comes from `oha` (installed by `make cluster-test`) or `wrk`.
 # Without a cluster it says why, and exits 0 without reporting any test as passed.
 # A cluster that cannot run the journeys (no Spin nodes, no metrics API) fails loudly.
 set -euo pipefail
@@ -67,7 +67,7 @@ fi
   || fail "the metrics API (v1beta1.metrics.k8s.io) is not available: install metrics-server (kind has none; k3d has it), or the HPA step cannot pass"
 if command -v oha >/dev/null; then loader=oha; elif command -v wrk >/dev/null; then loader=wrk; else
   echo "no load generator: installing oha (scripts/install-bench-tools.sh)"
-  "$root/scripts/install-bench-tools.sh"
+  "$root/scripts/install-bench-tools.sh" --load-only
   command -v oha >/dev/null || fail "oha did not install"
   loader=oha
 fi

@@ -1,4 +1,5 @@
-//! 2,000 pings from 64 concurrent connections: none lost, none repeated.
+//! 2,000 pings from 64 concurrent connections: none lost, none repeated,
+//! with a fresh instance per request and with instances reused.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -11,8 +12,21 @@ const TOTAL: usize = 2000;
 
 #[test]
 fn concurrent_pings_are_exact_and_unique() -> anyhow::Result<()> {
+    exact_and_unique(&[])
+}
+
+#[test]
+fn concurrent_pings_are_exact_and_unique_with_instance_reuse() -> anyhow::Result<()> {
+    exact_and_unique(&["--instance-reuse", "128"])
+}
+
+fn exact_and_unique(args: &[&str]) -> anyhow::Result<()> {
     let redis = Redis::start()?;
-    let host = Host::start(&HostConfig::for_redis(&redis))?;
+    let mut config = HostConfig::for_redis(&redis);
+    for a in args {
+        config = config.arg(*a);
+    }
+    let host = Host::start(&config)?;
     let url = host.url("/ping");
     let seen = Arc::new(Mutex::new(Vec::with_capacity(TOTAL)));
     let threads: Vec<_> = (0..CONNECTIONS)

@@ -65,7 +65,8 @@ const INTENDED: &[(&str, &str, &str)] = &[
 
 /// Cases whose answer comes from ping's component, which changed after the
 /// recording (ping at 67a7f17): since issue 11 it answers HEAD on its GET
-/// routes and lists HEAD in `Allow`. These are the component's answers, the
+/// routes (with the GET body's `content-length`, a header the recording does
+/// not keep) and lists HEAD in `Allow`. These are the component's answers, the
 /// same under any runtime; re-recording from Spin makes this list empty.
 const COMPONENT_CHANGED_SINCE_RECORDING: &[(&str, &str)] = &[
     (

@@ -261,6 +261,38 @@ fn head_on_get_routes_answers_the_get_headers_without_body_or_side_effect() -> R
 }
 
 #[test]
+fn head_carries_the_content_length_of_the_get_body() -> Result<()> {
+    let redis = Redis::start()?;
+    let host = Host::start(&HostConfig::for_redis(&redis))?;
+    let c = ping_e2e::client();
+    redis.cmd::<()>(&["SET", "ping", "41"])?;
+    let length = |path: &str| -> Result<String> {
+        let head = ping_e2e::request(&c, "HEAD", &host.url(path), &[])?;
+        ensure!(head.body.is_empty(), "HEAD {path}: {head:?}");
+        Ok(head
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .with_context(|| format!("HEAD {path} has no content-length: {head:?}"))?
+            .to_owned())
+    };
+    // HEAD /ping reads the count (no INCR): the length of GET /count's body.
+    for (path, get_path) in [("/", "/"), ("/count", "/count"), ("/ping", "/count")] {
+        let get_body = ping_e2e::request(&c, "GET", &host.url(get_path), &[])?.body;
+        ensure!(
+            length(path)? == get_body.len().to_string(),
+            "HEAD {path} vs GET {get_path} ({get_body:?})"
+        );
+    }
+    ensure!(length("/del_ping")? == "deleted\n".len().to_string());
+    ensure!(redis.counter("ping")? == 41, "HEAD changed the counter");
+    let deleted = ping_e2e::request(&c, "GET", &host.url("/del_ping"), &[])?;
+    ensure!(deleted.body == "deleted\n", "{deleted:?}");
+    ensure!(length("/del_ping")? == "nothing to delete\n".len().to_string());
+    Ok(())
+}
+
+#[test]
 fn redis_errors_reach_the_guest_as_spin_reports_them() -> Result<()> {
     let redis = Redis::start()?;
     let dir = tempfile::tempdir()?;

@@ -42,6 +42,9 @@ pub struct Component {
     pub allowed_outbound_hosts: Vec<String>,
     /// `[component.<id>.variables]`: what the guest sees, as templates.
     pub variables: BTreeMap<String, String>,
+    /// `environment`: WASI environment variables every instance sees, as
+    /// written (no templates, as in Spin; the locked app's `env`).
+    pub environment: BTreeMap<String, String>,
     /// `[component.<id>.build]`, kept so a pushed app records how it was built.
     pub build: Option<serde_json::Value>,
 }

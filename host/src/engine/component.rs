@@ -27,6 +27,9 @@ pub struct ComponentEnv {
     pub allowed: Arc<AllowedHosts>,
     /// The process-wide Redis connections.
     pub redis: Arc<SharedConnections>,
+    /// The component's `environment`: the WASI environment variables every
+    /// instance sees (`std::env::var` in the guest), as Spin sets them.
+    pub environment: Arc<[(String, String)]>,
 }
 
 /// Which HTTP world a component exports, and so how it is served.
@@ -73,6 +76,12 @@ impl ComponentPre {
         }
     }
 
+    /// Lets each instance serve `n` requests at once (WASIp3): its Redis
+    /// connection cap, per request, becomes `n` times as large.
+    pub fn serve_concurrently(&mut self, n: usize) {
+        self.max_redis_connections = MAX_CONNECTIONS_PER_INSTANCE.saturating_mul(n.max(1));
+    }
+
     /// Fresh store data for one instance.
     pub(super) fn instance_state(&self, max_memory: usize) -> HostState {
         let env = &self.env;
@@ -85,6 +94,7 @@ impl ComponentPre {
             ),
             env.variables.clone(),
             OutboundHttp::new(env.allowed.clone(), self.id.clone()),
+            &env.environment,
             max_memory,
         )
     }
@@ -147,6 +157,11 @@ impl Engine {
             variables: Arc::new(ComponentVariables::for_component(app, id, vars)?),
             allowed: Arc::new(allowed),
             redis: redis.clone(),
+            environment: spec
+                .environment
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         };
         self.link(id, &spec.source, env)
     }
@@ -166,8 +181,8 @@ impl Engine {
                      fermyon:spin/variables@2.0.0, spin:redis/redis@3.0.0 and spin:variables/variables@3.0.0)"
                 )
             })?;
-        let (world, concurrent) = match ServicePre::new(pre.clone()) {
-            Ok(p3) => (World::P3(p3), self.reuse.max_concurrent),
+        let world = match ServicePre::new(pre.clone()) {
+            Ok(p3) => World::P3(p3),
             Err(_) => {
                 let p2 = ProxyPre::new(pre)
                     .map_err(anyhow::Error::from)
@@ -177,14 +192,14 @@ impl Engine {
                          wasi:http/incoming-handler@0.2.x: is it an HTTP component?"
                         )
                     })?;
-                (World::P2(p2), 1)
+                World::P2(p2)
             }
         };
         Ok(ComponentPre {
             id: id.into(),
             world,
             env,
-            max_redis_connections: MAX_CONNECTIONS_PER_INSTANCE.saturating_mul(concurrent),
+            max_redis_connections: MAX_CONNECTIONS_PER_INSTANCE,
         })
     }
 

@@ -7,9 +7,9 @@
 //! limiter and the epoch deadline so no caller can forget either.
 //!
 //! One engine serves both generations of HTTP components: WASIp2 ones
-//! (`wasi:http/incoming-handler@0.2.x`, a fresh instance per request) and
-//! WASIp3 ones (`wasi:http/handler@0.3.0`, instances reused as [`InstanceReuse`]
-//! says); [`ComponentPre::world`] tells which a component is. The async
+//! (`wasi:http/incoming-handler@0.2.x`) and WASIp3 ones
+//! (`wasi:http/handler@0.3.0`, whose instances serve requests concurrently);
+//! [`ComponentPre::world`] tells which a component is. The async
 //! component model is on for both: measured with `bench/ab.py`, it does not
 //! cost the WASIp2 path (see the README's runtime section).
 //!
@@ -63,39 +63,6 @@ pub struct EngineOptions {
     /// A directory written by `ping-host precompile`: components load their
     /// machine code from it and are never compiled (see [`precompile()`]).
     pub precompiled: Option<PathBuf>,
-    /// How WASIp3 instances are reused.
-    pub reuse: InstanceReuse,
-}
-
-/// How a WASIp3 (`wasi:http/handler@0.3.0`) instance is reused, with Spin
-/// 4.1's defaults (which are `wasmtime serve`'s): up to 128 requests per
-/// instance, 16 of them at once, and an instance idle for 1 s is dropped.
-/// WASIp2 instances are never reused: each serves one request, as in Spin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InstanceReuse {
-    /// Requests one instance serves before it is dropped (at least 1).
-    pub max_requests: usize,
-    /// Requests one instance serves at once (at least 1).
-    pub max_concurrent: usize,
-    /// How long an idle instance is kept for the next request.
-    pub idle_timeout: Duration,
-}
-
-impl InstanceReuse {
-    /// Spin 4.1's `DEFAULT_WASIP3_MAX_INSTANCE_REUSE_COUNT`,
-    /// `DEFAULT_WASIP3_MAX_INSTANCE_CONCURRENT_REUSE_COUNT` and
-    /// `--idle-instance-timeout` default.
-    pub const DEFAULT: InstanceReuse = InstanceReuse {
-        max_requests: 128,
-        max_concurrent: 16,
-        idle_timeout: Duration::from_secs(1),
-    };
-}
-
-impl Default for InstanceReuse {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
 }
 
 impl EngineOptions {
@@ -115,7 +82,6 @@ impl Default for EngineOptions {
             keep_resident: Self::DEFAULT_KEEP_RESIDENT_KIB * 1024,
             cache_dir: None,
             precompiled: None,
-            reuse: InstanceReuse::DEFAULT,
         }
     }
 }
@@ -142,27 +108,6 @@ pub struct EngineArgs {
     /// compiling them (for read-only file systems such as the container image).
     #[arg(long, value_name = "DIR")]
     pub precompiled: Option<PathBuf>,
-    /// Requests one WASIp3 component instance serves before it is dropped
-    /// (Spin 4.1's flag; WASIp2 instances always serve one).
-    #[arg(long, value_name = "N", default_value_t = InstanceReuse::DEFAULT.max_requests,
-          value_parser = at_least_one)]
-    pub max_instance_reuse_count: usize,
-    /// Requests one WASIp3 component instance serves at once (Spin 4.1's flag).
-    #[arg(long, value_name = "N", default_value_t = InstanceReuse::DEFAULT.max_concurrent,
-          value_parser = at_least_one)]
-    pub max_instance_concurrent_reuse_count: usize,
-    /// How long an idle WASIp3 component instance is kept for reuse (Spin 4.1's flag).
-    #[arg(long, value_name = "DURATION", default_value_t = InstanceReuse::DEFAULT.idle_timeout.into())]
-    pub idle_instance_timeout: humantime::Duration,
-}
-
-/// A count of at least 1.
-fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 impl EngineArgs {
@@ -183,11 +128,6 @@ impl EngineArgs {
                 self.cache_dir()
             },
             precompiled: self.precompiled.clone(),
-            reuse: InstanceReuse {
-                max_requests: self.max_instance_reuse_count,
-                max_concurrent: self.max_instance_concurrent_reuse_count,
-                idle_timeout: *self.idle_instance_timeout,
-            },
         }
     }
 }
@@ -205,7 +145,6 @@ pub struct Engine {
     stores: Stores,
     linker: Linker<HostState>,
     precompiled: Option<PathBuf>,
-    reuse: InstanceReuse,
 }
 
 /// Makes stores: the engine and the per-instance memory cap. Cheap to clone,
@@ -252,7 +191,6 @@ impl Engine {
                 max_memory: opts.max_memory,
             },
             precompiled: opts.precompiled.clone(),
-            reuse: opts.reuse,
         })
     }
 
@@ -265,11 +203,6 @@ impl Engine {
     /// The store maker, for instances created on other tasks.
     pub fn stores(&self) -> Stores {
         self.stores.clone()
-    }
-
-    /// How WASIp3 instances are reused.
-    pub fn reuse(&self) -> InstanceReuse {
-        self.reuse
     }
 }
 

@@ -146,6 +146,7 @@ mod tests {
             source: Source::Bytes(Arc::from(wasm)),
             allowed_outbound_hosts: Vec::new(),
             variables: BTreeMap::new(),
+            environment: BTreeMap::new(),
             build: None,
         };
         App {

@@ -28,15 +28,21 @@ pub struct HostState {
 
 impl HostState {
     /// Fresh per-request state: stdout/stderr inherited (as Spin logs them),
-    /// no files, no sockets, and a linear-memory cap of `max_memory` bytes.
+    /// the component's `environment` as WASI environment variables, no
+    /// files, no sockets, and a linear-memory cap of `max_memory` bytes.
     pub(super) fn new(
         redis: RedisCtx,
         variables: Arc<ComponentVariables>,
         outbound_http: OutboundHttp,
+        environment: &[(String, String)],
         max_memory: usize,
     ) -> Self {
         HostState {
-            wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+            wasi: WasiCtx::builder()
+                .inherit_stdout()
+                .inherit_stderr()
+                .envs(environment)
+                .build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             redis,

@@ -1,6 +1,7 @@
 //! The WASIp2 guest call (the WASIp3 one is `p3`), as in wasmtime's wasi-http reference server
 //! (`wasmtime_wasi_http::p2` module doc) and Spin's `WasiHttpExecutor`:
-//! fresh store → request resource → out-parameter channel → call → answer.
+//! store (fresh, or an idle instance with `--instance-reuse`) → request
+//! resource → out-parameter channel → call → answer → instance kept or retired.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
 use super::admission::Admission;
+use super::instances::Instances;
 use super::{Body, Refusal, RequestLimits};
 use crate::engine::{ComponentPre, Engine};
 use crate::metrics::Metrics;
@@ -21,18 +23,22 @@ use crate::metrics::Metrics;
 /// The guest's answer as the out-parameter delivers it.
 type Answer = Result<Response<Body>, ErrorCode>;
 
-/// Instantiates `component` and lets it answer `req`. `admission` (the
+/// Lets an instance of `component` answer `req`: an idle one from
+/// `instances` when reuse is on, else a fresh one. `admission` (the
 /// instance's pool slot) is held until the guest has finished, even when its
-/// body outlives this call.
+/// body outlives this call; only then does a successful instance go back to
+/// `instances`.
 pub(super) async fn execute(
     engine: &Engine,
     component: &ComponentPre,
+    instances: &Arc<Instances>,
     req: Request<Incoming>,
     admission: Admission,
     limits: &RequestLimits,
     metrics: &Arc<Metrics>,
 ) -> Result<Response<Body>, Refusal> {
-    let mut store = engine.new_store(component);
+    let mut instance = instances.checkout(engine, component);
+    let store = &mut instance.store;
     let (req, overflowed, unreadable) = limit_body(req, limits.max_body);
     let (sender, receiver) = oneshot::channel();
     let resources = store
@@ -49,17 +55,23 @@ pub(super) async fn execute(
     let pre = component.pre().clone();
     let id = component.id().clone();
     let metrics = metrics.clone();
+    let instances = instances.clone();
     let guest = async move {
         let _admission = admission;
-        let instantiating = Instant::now();
-        let proxy = pre.instantiate_async(&mut store).await?;
-        metrics.observe_instantiation(instantiating.elapsed());
+        if instance.proxy.is_none() {
+            let instantiating = Instant::now();
+            instance.proxy = Some(pre.instantiate_async(&mut instance.store).await?);
+            metrics.observe_instantiation(instantiating.elapsed());
+        }
+        let proxy = instance.proxy.as_ref().expect("instantiated above");
         let called = proxy
             .wasi_http_incoming_handler()
-            .call_handle(&mut store, request, outparam)
+            .call_handle(&mut instance.store, request, outparam)
             .await;
-        if let Err(e) = &called {
-            tracing::error!(component = &*id, "guest failed: {e:?}");
+        match &called {
+            // A failed instance (trap, memory limit) is never reused.
+            Err(e) => tracing::error!(component = &*id, "guest failed: {e:?}"),
+            Ok(()) => instances.checkin(instance),
         }
         called
     };

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::InstanceReuse;
 use crate::cli;
 
 /// Per-request bounds.
@@ -87,6 +88,10 @@ pub struct HttpArgs {
     /// Address to serve HTTP on.
     #[arg(long, default_value = "127.0.0.1:3000", env = "SPIN_HTTP_LISTEN_ADDR")]
     pub listen: SocketAddr,
+    /// Threads serving HTTP, each with its own runtime and its own listener on
+    /// --listen [default: one per CPU available to the process].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: Option<u32>,
     /// Serve Prometheus metrics on this address (GET /metrics), apart from the app's port.
     #[arg(long, value_name = "ADDR", env = "PING_HOST_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -113,6 +118,29 @@ pub struct HttpArgs {
     /// How long shutdown waits for in-flight requests.
     #[arg(long, value_name = "DURATION", default_value_t = DEFAULT_DRAIN.into())]
     drain: humantime::Duration,
+    /// Requests one instance of a component serves in turn before it is
+    /// dropped; 1 (the default) is a fresh instance per request, as Spin 3
+    /// and containerd-shim-spin do. Raise it only for components that keep no
+    /// state between requests: the next request sees the previous one's
+    /// globals. An instance that fails is never reused.
+    #[arg(long, value_name = "N", default_value_t = InstanceReuse::DEFAULT.max_requests,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    instance_reuse: u32,
+    /// Requests one WASIp3 (spin-sdk 7) component instance serves before it
+    /// is dropped (Spin 4.1's flag and default).
+    #[arg(long, value_name = "N", default_value_t = InstanceReuse::DEFAULT.p3_max_requests,
+          value_parser = at_least_one)]
+    max_instance_reuse_count: usize,
+    /// Requests one WASIp3 (spin-sdk 7) component instance serves at once
+    /// (Spin 4.1's flag and default).
+    #[arg(long, value_name = "N", default_value_t = InstanceReuse::DEFAULT.p3_max_concurrent,
+          value_parser = at_least_one)]
+    max_instance_concurrent_reuse_count: usize,
+    /// How long an instance kept for reuse (by --instance-reuse, or any
+    /// WASIp3 one) waits idle for its next request before it is dropped.
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration,
+          default_value_t = InstanceReuse::DEFAULT.idle_timeout.into())]
+    idle_instance_timeout: humantime::Duration,
     /// Old spelling of --request-timeout, in seconds.
     #[arg(long, hide = true, conflicts_with = "request_timeout",
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -149,6 +177,26 @@ impl HttpArgs {
         }
     }
 
+    /// How many threads serve HTTP: `--threads`, else one per available CPU
+    /// (cgroup CPU quotas included, as `std::thread::available_parallelism`
+    /// counts them).
+    pub fn threads(&self) -> usize {
+        self.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |n| n as usize,
+        )
+    }
+
+    /// The instance reuse these flags choose.
+    pub fn reuse(&self) -> InstanceReuse {
+        InstanceReuse {
+            max_requests: self.instance_reuse,
+            idle_timeout: self.idle_instance_timeout.into(),
+            p3_max_requests: self.max_instance_reuse_count,
+            p3_max_concurrent: self.max_instance_concurrent_reuse_count,
+        }
+    }
+
     /// How long shutdown waits for in-flight requests.
     pub fn drain(&self) -> Duration {
         cli::duration(self.drain, self.drain_secs, Duration::from_secs)
@@ -164,4 +212,13 @@ fn positive_duration(text: &str) -> Result<humantime::Duration, String> {
         return Err("must be more than zero".into());
     }
     Ok(d)
+}
+
+/// A count of at least 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }

@@ -11,11 +11,13 @@
 mod admission;
 mod executor;
 mod headers;
+mod instances;
 mod limits;
 pub mod metrics_endpoint;
 mod p3;
 mod refusal;
 mod server;
+pub mod threads;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +31,8 @@ use tokio::net::TcpListener;
 
 use self::admission::Slots;
 use self::headers::Target;
+pub use self::instances::InstanceReuse;
+use self::instances::Instances;
 pub use self::limits::{DEFAULT_DRAIN, HttpArgs, RequestLimits};
 use self::p3::P3Handler;
 pub(crate) use self::refusal::{Refusal, text_response};
@@ -51,15 +55,19 @@ pub struct Settings {
     pub redis: Timeouts,
     /// Per-request bounds.
     pub limits: RequestLimits,
+    /// Whether an instance serves more than one request (off by default).
+    pub reuse: InstanceReuse,
     /// The OCI manifest digest the app was pulled as, shown by `/.well-known/spin/info`.
     pub image_digest: Option<String>,
 }
 
-/// A component as served: its prepared instance and its request counter.
+/// A component as served: its prepared instance, its idle instances and its
+/// request counter.
 struct Served {
     component: ComponentPre,
+    instances: Arc<Instances>,
     /// A WASIp3 component's instance workers; `None` for WASIp2 components,
-    /// which get a fresh instance per request.
+    /// which get a fresh instance per request unless `--instance-reuse`.
     p3: Option<P3Handler>,
     /// This component's `spin_request_count_total` series.
     requests: Counter,
@@ -80,6 +88,8 @@ pub struct HttpServer {
     unrouted: Arc<str>,
     /// The `route` label of the runtime's own `/.well-known/spin/` paths.
     well_known_route: Arc<str>,
+    /// Whether the idle-instance reaper runs (one for all serving threads).
+    reaping: std::sync::atomic::AtomicBool,
 }
 
 /// Where a request went, for its metrics.
@@ -103,23 +113,24 @@ impl HttpServer {
             let slot = match components.iter().position(|s| &**s.component.id() == id) {
                 Some(slot) => slot,
                 None => {
-                    let component = engine.prepare(app, id, vars, &redis)?;
-                    let p3 = match component.world() {
+                    let mut component = engine.prepare(app, id, vars, &redis)?;
+                    let p3 = match component.world().clone() {
                         World::P2(_) => None,
                         World::P3(pre) => Some({
-                            let reuse = engine.reuse();
+                            let reuse = settings.reuse;
                             tracing::info!(
                                 component = id.as_str(),
-                                max_reuse = reuse.max_requests,
-                                max_concurrent = reuse.max_concurrent,
+                                max_reuse = reuse.p3_max_requests,
+                                max_concurrent = reuse.p3_max_concurrent,
                                 idle_timeout = ?reuse.idle_timeout,
                                 "WASIp3 component (wasi:http/handler@0.3.0): instances are reused"
                             );
+                            component.serve_concurrently(reuse.p3_max_concurrent);
                             P3Handler::new(
                                 engine.stores(),
                                 component.clone(),
-                                pre.clone(),
-                                engine.reuse(),
+                                pre,
+                                reuse,
                                 settings.limits.deadline,
                                 metrics.clone(),
                             )
@@ -127,6 +138,7 @@ impl HttpServer {
                     };
                     components.push(Served {
                         component,
+                        instances: Arc::new(Instances::new(settings.reuse)),
                         p3,
                         requests: metrics.spin_request_counter(&app.name, &Arc::from(id.as_str())),
                     });
@@ -167,6 +179,7 @@ impl HttpServer {
             limits: settings.limits,
             unrouted: Arc::from(""),
             well_known_route: Arc::from(WELL_KNOWN_PREFIX),
+            reaping: Default::default(),
         })
     }
 
@@ -198,12 +211,43 @@ impl HttpServer {
             max_head: Some(self.limits.max_head + 1),
             drain,
         };
+        self.reap_idle_instances();
         server::serve(listener, settings, shutdown, move |req, client, local| {
             let server = self.clone();
             async move { server.handle(req, client, local).await }
         })
         .await?;
         Ok(())
+    }
+
+    /// With `--instance-reuse`, drops instances idle past the timeout, checking
+    /// every timeout; stops when the server is dropped.
+    fn reap_idle_instances(self: &Arc<Self>) {
+        let Some(first) = self.components.first() else {
+            return;
+        };
+        let reuse = first.instances.reuse();
+        if !reuse.enabled()
+            || self
+                .reaping
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let server = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(reuse.idle_timeout);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(server) = server.upgrade() else {
+                    return;
+                };
+                for served in &server.components {
+                    served.instances.reap();
+                }
+            }
+        });
     }
 
     /// One request, with its metrics and access log.
@@ -280,8 +324,8 @@ impl HttpServer {
         (response, Routed::Route(target))
     }
 
-    /// Admits the request and runs it within the deadline: on a fresh
-    /// instance (WASIp2) or on a reused one (WASIp3).
+    /// Admits the request and runs it within the deadline: on an instance
+    /// (fresh unless `--instance-reuse`) for WASIp2, on a reused one for WASIp3.
     async fn run(
         &self,
         served: &Served,
@@ -296,6 +340,7 @@ impl HttpServer {
                     executor::execute(
                         &self.engine,
                         &served.component,
+                        &served.instances,
                         req,
                         admission,
                         &self.limits,

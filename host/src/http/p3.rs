@@ -32,8 +32,8 @@ use wasmtime_wasi_http::handler::{
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use super::admission::Admission;
-use super::{Body, Refusal, RequestLimits, executor};
-use crate::engine::{self, ComponentPre, HostState, InstanceReuse, Stores};
+use super::{Body, InstanceReuse, Refusal, RequestLimits, executor};
+use crate::engine::{self, ComponentPre, HostState, Stores};
 use crate::metrics::Metrics;
 
 /// How much sooner than the client's deadline a worker gives up on a request
@@ -192,9 +192,9 @@ impl WorkerState for Worker {
     type RequestData = ();
 
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
-        if total >= self.reuse.max_requests {
+        if total >= self.reuse.p3_max_requests {
             ShouldAccept::Never
-        } else if concurrent >= self.reuse.max_concurrent {
+        } else if concurrent >= self.reuse.p3_max_concurrent {
             ShouldAccept::No
         } else {
             ShouldAccept::Yes

@@ -191,7 +191,7 @@ impl Cx<'_> {
         Ok(declared)
     }
 
-    /// One `[component.<id>]`: its id, source, allow-list and variables.
+    /// One `[component.<id>]`: its id, source, allow-list, variables and environment.
     fn parse_component(
         &self,
         id: String,
@@ -221,7 +221,7 @@ impl Cx<'_> {
                 None => {
                     return Err(self.invalid(
                         format!("{key}.{name}"),
-                        "unknown key (ping-host reads source, description, allowed_outbound_hosts, variables, build and tool)",
+                        "unknown key (ping-host reads source, description, allowed_outbound_hosts, variables, environment, build and tool)",
                     ));
                 }
             }
@@ -242,6 +242,7 @@ impl Cx<'_> {
             source,
             allowed_outbound_hosts: raw.allowed_outbound_hosts,
             variables: raw.variables,
+            environment: raw.environment,
             build: raw
                 .build
                 .map(|b| serde_json::to_value(b).unwrap_or_default()),
@@ -423,6 +424,26 @@ mod tests {
         assert_eq!(
             app.components["ping"].variables["redis_host"],
             "{{ redis_host }}"
+        );
+    }
+
+    #[test]
+    fn environment_is_read_as_written() {
+        let with_env = GOOD.replace(
+            "[component.ping]",
+            "[component.ping]\nenvironment = { GREETING = \"hi {{ x }}\", EMPTY = \"\" }",
+        );
+        let app = parse_str(&with_env).expect("valid manifest");
+        let env = &app.components["ping"].environment;
+        assert_eq!(
+            env["GREETING"], "hi {{ x }}",
+            "no template expansion, as in Spin"
+        );
+        assert_eq!(env["EMPTY"], "");
+        assert!(
+            parse_str(GOOD).expect("valid").components["ping"]
+                .environment
+                .is_empty()
         );
     }
 

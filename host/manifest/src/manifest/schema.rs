@@ -67,6 +67,9 @@ pub(super) struct RawComponent {
     pub(super) allowed_outbound_hosts: Vec<String>,
     #[serde(default)]
     pub(super) variables: BTreeMap<String, String>,
+    /// WASI environment variables, as written (Spin expands no templates here).
+    #[serde(default)]
+    pub(super) environment: BTreeMap<String, String>,
     /// Used by `spin build`; ignored at run time, recorded when pushing.
     pub(super) build: Option<toml::Value>,
     /// Settings for tools and plugins; Spin ignores them, so does ping-host.
@@ -82,11 +85,7 @@ pub(super) struct RawComponent {
 /// implement, with what to do instead. An empty value (`files = []`,
 /// `dependencies_inherit_configuration = false`) asks for nothing and is
 /// accepted; any other key is unknown.
-pub(super) const UNSUPPORTED_COMPONENT_KEYS: [(&str, &str); 10] = [
-    (
-        "environment",
-        "WASI environment variables; use [component.<id>.variables]",
-    ),
+pub(super) const UNSUPPORTED_COMPONENT_KEYS: [(&str, &str); 9] = [
     ("files", "mounted files; embed the data in the component"),
     ("exclude_files", "mounted files"),
     (

@@ -140,7 +140,7 @@ fn lock_component(c: &Component, bytes: &[u8]) -> LockedComponent {
                 .then(|| base64::engine::general_purpose::STANDARD.encode(bytes)),
             digest: Some(digest_of(bytes)),
         },
-        env: BTreeMap::new(),
+        env: c.environment.clone(),
         files: Vec::new(),
         config: c.variables.clone(),
         dependencies: BTreeMap::new(),
@@ -248,9 +248,6 @@ fn unlock_component(
     if !c.files.is_empty() {
         return Err(unsupported("files"));
     }
-    if !c.env.is_empty() {
-        return Err(unsupported("environment"));
-    }
     if !c.dependencies.is_empty() {
         return Err(unsupported("dependencies"));
     }
@@ -278,6 +275,7 @@ fn unlock_component(
         allowed_outbound_hosts: strings(c.metadata.get("allowed_outbound_hosts")),
         build: c.metadata.get("build").cloned(),
         variables: c.config,
+        environment: c.env,
         id: c.id,
     })
 }
@@ -356,6 +354,21 @@ mod tests {
         assert!(
             json.contains(r#""triggers":{"http":{"base":"/base"}}"#),
             "{json}"
+        );
+    }
+
+    #[test]
+    fn the_environment_travels_as_spins_env() {
+        let with_env =
+            SPIN_SAMPLE.replace(r#""config":{"#, r#""env":{"GREETING":"hello"},"config":{"#);
+        let wasm: Arc<[u8]> = vec![7u8; 200].into();
+        let app = unlock(with_env.as_bytes(), |_, _| Ok(wasm.clone())).expect("readable");
+        assert_eq!(app.components["ping"].environment["GREETING"], "hello");
+        let by_id = BTreeMap::from([("ping".to_owned(), wasm)]);
+        let json = serde_json::to_string(&lock(&app, &by_id)).expect("serializes");
+        assert_eq!(
+            json, with_env,
+            "written back byte for byte, where Spin writes it"
         );
     }
 

@@ -1,0 +1,103 @@
+//! Instance reuse (`--instance-reuse N`): off by default, so a request never
+//! sees another request's state; when on, one instance serves up to N requests
+//! in turn, and an instance that traps, runs past the deadline, hits its
+//! memory limit or sits idle past `--idle-instance-timeout` is retired without
+//! failing any later request. The component is tests/misbehave: `/served`
+//! answers how many requests its instance has served, this one included.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use ping_e2e::{Host, HostConfig, get, write_fixture};
+
+/// ping-host serving the misbehaving component with `args`.
+fn host(args: &[&str]) -> Result<(tempfile::TempDir, Host)> {
+    let dir = tempfile::tempdir()?;
+    let manifest = write_fixture(dir.path(), "misbehave")?;
+    let mut config = HostConfig::default().manifest(&manifest);
+    for a in args {
+        config = config.arg(*a);
+    }
+    let host = Host::start(&config)?;
+    Ok((dir, host))
+}
+
+/// `/served` `n` times in a row: what each instance said.
+fn served(host: &Host, n: usize) -> Result<Vec<u32>> {
+    (0..n)
+        .map(|_| {
+            let r = get(&host.url("/served"))?;
+            ensure!(r.status == 200, "{r:?}");
+            Ok(r.body.trim().parse()?)
+        })
+        .collect()
+}
+
+#[test]
+fn by_default_every_request_gets_a_fresh_instance() -> Result<()> {
+    let (_dir, host) = host(&[])?;
+    ensure!(served(&host, 20)? == vec![1; 20]);
+    Ok(())
+}
+
+#[test]
+fn a_reused_instance_serves_n_requests_then_is_retired() -> Result<()> {
+    let (_dir, host) = host(&["--instance-reuse", "4"])?;
+    let seen = served(&host, 10)?;
+    ensure!(seen == [1, 2, 3, 4, 1, 2, 3, 4, 1, 2], "{seen:?}");
+    Ok(())
+}
+
+#[test]
+fn a_trap_retires_the_instance_and_the_next_request_succeeds() -> Result<()> {
+    let (_dir, host) = host(&["--instance-reuse", "16"])?;
+    ensure!(served(&host, 2)? == [1, 2]);
+    let trap = get(&host.url("/trap"))?;
+    ensure!(trap.status == 500, "{trap:?}");
+    // A fresh instance, not the one that trapped.
+    ensure!(served(&host, 2)? == [1, 2]);
+    Ok(())
+}
+
+#[test]
+fn a_timed_out_instance_is_retired() -> Result<()> {
+    let (_dir, host) = host(&["--instance-reuse", "16", "--request-timeout", "300ms"])?;
+    ensure!(served(&host, 2)? == [1, 2]);
+    let stuck = get(&host.url("/loop"))?;
+    ensure!(stuck.status == 504, "{stuck:?}");
+    ensure!(served(&host, 2)? == [1, 2]);
+    Ok(())
+}
+
+#[test]
+fn an_instance_past_its_memory_limit_is_retired() -> Result<()> {
+    let (_dir, host) = host(&["--instance-reuse", "16", "--max-instance-memory-mib", "16"])?;
+    ensure!(served(&host, 2)? == [1, 2]);
+    let grow = get(&host.url("/grow"))?;
+    ensure!(grow.status == 500, "{grow:?}");
+    ensure!(served(&host, 2)? == [1, 2]);
+    Ok(())
+}
+
+#[test]
+fn an_idle_instance_is_dropped_after_the_idle_timeout() -> Result<()> {
+    let (_dir, host) = host(&["--instance-reuse", "16", "--idle-instance-timeout", "200ms"])?;
+    ensure!(served(&host, 2)? == [1, 2]);
+    std::thread::sleep(Duration::from_millis(500));
+    ensure!(served(&host, 2)? == [1, 2]);
+    Ok(())
+}
+
+#[test]
+fn instance_reuse_zero_is_refused_with_the_flag_named() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let manifest = write_fixture(dir.path(), "misbehave")?;
+    let (status, output) = HostConfig::default()
+        .manifest(&manifest)
+        .arg("--instance-reuse")
+        .arg("0")
+        .run_to_exit()?;
+    ensure!(!status.success());
+    ensure!(output.contains("--instance-reuse"), "{output}");
+    Ok(())
+}
