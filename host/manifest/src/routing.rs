@@ -136,7 +136,26 @@ impl<T> Router<T> {
     pub fn new(routes: impl IntoIterator<Item = (String, T)>) -> Result<Self, DuplicateRoute> {
         let mut table: Vec<(usize, Route<T>)> = Vec::new();
         let mut duplicates = Vec::new();
+        // Spin 3.6 first merges routes written identically (an IndexMap keyed
+        // by the route as written: the last target, in the first one's
+        // place), then adds them in that order to a table keyed by the
+        // sanitised route, where a later entry replaces an earlier one. So of
+        // `/ping`, `/ping/`, `/ping` the middle one wins.
+        let mut written: Vec<(usize, String, T)> = Vec::new();
         for (index, (declared, target)) in routes.into_iter().enumerate() {
+            match written.iter().position(|(_, d, _)| *d == declared) {
+                Some(i) => {
+                    duplicates.push(Duplicate {
+                        route: declared.clone(),
+                        shadowed: written[i].0,
+                        effective: index,
+                    });
+                    written[i] = (index, declared, target);
+                }
+                None => written.push((index, declared, target)),
+            }
+        }
+        for (index, declared, target) in written {
             let (prefix, wildcard) = match declared.strip_suffix(WILDCARD) {
                 Some(p) => (p.to_owned(), true),
                 None => (sanitize(&declared).to_owned(), false),
@@ -309,6 +328,17 @@ mod tests {
             r.find("/users/").is_none_or(|m| *m.target == 1),
             "a named segment is never empty"
         );
+    }
+
+    #[test]
+    fn routes_written_alike_merge_first_as_in_spin() {
+        // Spin's IndexMap keeps `/ping` in its first place with its last
+        // target (3); `/ping/` (2) comes after it and replaces it.
+        let r = router(&[("/ping", 1), ("/ping/", 2), ("/ping", 3)]);
+        assert_eq!(*r.find("/ping").expect("match").target, 2);
+        assert_eq!(*r.find("/ping/").expect("match").target, 2);
+        let r = router(&[("/ping/", 1), ("/ping", 2)]);
+        assert_eq!(*r.find("/ping").expect("match").target, 2, "the later one");
     }
 
     #[test]

@@ -100,6 +100,17 @@ impl ComponentPre {
     }
 }
 
+/// Whether an allow-list entry's host is an IPv6 address written without
+/// brackets (`redis://::1:6379`, what `redis://{{ redis_host }}:{{ redis_port }}`
+/// renders for `redis_host = "::1"`).
+fn unbracketed_ipv6(entry: &str) -> bool {
+    let Some((_, rest)) = entry.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    !authority.starts_with('[') && authority.matches(':').count() >= 2
+}
+
 /// `allowed_outbound_hosts` templates name variables (`{{ redis_port }}`), so a
 /// bad entry is usually a bad variable value: this names them, and where each
 /// is set, for the start-up error. Empty when the entries name no variable.
@@ -147,6 +158,16 @@ impl Engine {
             .iter()
             .map(|h| vars.expand(h))
             .collect::<Result<Vec<_>, _>>()?;
+        for entry in expanded.iter().filter(|e| unbracketed_ipv6(e)) {
+            tracing::warn!(
+                component = id,
+                entry = %entry,
+                "allowed_outbound_hosts entry with an unbracketed IPv6 address: ping-host \
+                 allows it, but Spin 3.6 accepts it and never matches it (it compares the \
+                 host in brackets), so the same app is refused there; write the address in \
+                 brackets (for example redis_host = \"[::1]\")"
+            );
+        }
         let allowed = AllowedHosts::parse(&expanded).with_context(|| {
             format!(
                 "[component.{id}]{}",

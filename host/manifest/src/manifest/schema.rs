@@ -28,6 +28,13 @@ pub(super) struct RawApplication {
     pub(super) authors: Vec<String>,
     #[serde(default)]
     pub(super) trigger: BTreeMap<String, RawAppTrigger>,
+    /// The Spin environments the app must be compatible with; `spin build`
+    /// checks them, `spin up` does not, and neither does ping-host.
+    #[serde(rename = "targets")]
+    pub(super) _targets: Option<toml::Value>,
+    /// Settings for tools and plugins; Spin ignores them, so does ping-host.
+    #[serde(rename = "tool")]
+    pub(super) _tool: Option<toml::Value>,
 }
 
 /// `[application.trigger.http]`: only `base = "/"` (Spin's default) is meaningful here.
