@@ -11,7 +11,7 @@ use wasmtime::component::Component;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
-use super::{Engine, HostState};
+use super::{Engine, Generation, HostState, Stores};
 use crate::allowed_hosts::AllowedHosts;
 use crate::app::{App, Source};
 use crate::spin::outbound_http::OutboundHttp;
@@ -49,6 +49,8 @@ pub struct ComponentPre {
     id: Arc<str>,
     world: World,
     env: ComponentEnv,
+    /// Makes its stores, on its generation's engine.
+    stores: Stores,
     /// Redis connections one instance may hold open at once.
     max_redis_connections: usize,
 }
@@ -74,6 +76,11 @@ impl ComponentPre {
             World::P2(pre) => pre,
             World::P3(_) => panic!("component `{}` is a WASIp3 component", self.id),
         }
+    }
+
+    /// What makes this component's stores (on its generation's engine).
+    pub fn stores(&self) -> &Stores {
+        &self.stores
     }
 
     /// Lets each instance serve `n` requests at once (WASIp3): its Redis
@@ -189,9 +196,17 @@ impl Engine {
 
     /// Compiles (or loads from the cache) and links the component at `source`.
     pub fn link(&self, id: &str, source: &Source, env: ComponentEnv) -> Result<ComponentPre> {
-        let compiled = self.compile(id, source)?;
+        let wasm = source
+            .load()
+            .with_context(|| format!("component `{id}`: cannot read {source}"))?;
+        if !wasm.starts_with(b"\0asm") {
+            bail!("component `{id}`: {source} is not a WebAssembly file");
+        }
+        let generation = generation(&wasm);
+        let flavor = self.flavor(generation)?;
+        let compiled = self.compile(&flavor.stores.engine, id, &wasm)?;
         // wasmtime's link error names the first import it cannot satisfy.
-        let pre = self
+        let pre = flavor
             .linker
             .instantiate_pre(&compiled)
             .map_err(anyhow::Error::from)
@@ -202,42 +217,74 @@ impl Engine {
                      fermyon:spin/variables@2.0.0, spin:redis/redis@3.0.0 and spin:variables/variables@3.0.0)"
                 )
             })?;
-        let world = match ServicePre::new(pre.clone()) {
-            Ok(p3) => World::P3(p3),
-            Err(_) => {
-                let p2 = ProxyPre::new(pre)
+        let world = match generation {
+            Generation::P3 => World::P3(
+                ServicePre::new(pre)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| {
+                        format!("component `{id}`: its wasi:http/handler@0.3.0 export is unusable")
+                    })?,
+            ),
+            Generation::P2 => World::P2(
+                ProxyPre::new(pre)
                     .map_err(anyhow::Error::from)
                     .with_context(|| {
                         format!(
                             "component `{id}` exports neither wasi:http/handler@0.3.0 nor \
-                         wasi:http/incoming-handler@0.2.x: is it an HTTP component?"
+                     wasi:http/incoming-handler@0.2.x: is it an HTTP component?"
                         )
-                    })?;
-                World::P2(p2)
-            }
+                    })?,
+            ),
         };
         Ok(ComponentPre {
             id: id.into(),
             world,
             env,
+            stores: flavor.stores.clone(),
             max_redis_connections: MAX_CONNECTIONS_PER_INSTANCE,
         })
     }
 
+    /// The engine that compiles and runs the component whose Wasm is `wasm`.
+    pub(super) fn engine_for(&self, wasm: &[u8]) -> Result<&wasmtime::Engine> {
+        Ok(&self.flavor(generation(wasm))?.stores.engine)
+    }
+
     /// The compiled component; wasmtime's cache (when configured) makes a
     /// second start with the same Wasm and engine settings skip Cranelift.
-    fn compile(&self, id: &str, source: &Source) -> Result<Component> {
-        let wasm = source
-            .load()
-            .with_context(|| format!("component `{id}`: cannot read {source}"))?;
-        if !wasm.starts_with(b"\0asm") {
-            bail!("component `{id}`: {source} is not a WebAssembly file");
-        }
+    fn compile(&self, engine: &wasmtime::Engine, id: &str, wasm: &[u8]) -> Result<Component> {
         if let Some(dir) = &self.precompiled {
-            return self.load_precompiled(dir, id, &wasm);
+            return self.load_precompiled(engine, dir, id, wasm);
         }
-        Component::new(&self.stores.engine, &wasm)
+        Component::new(engine, wasm)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("component `{id}`: cannot compile it"))
     }
+}
+
+/// Which generation of HTTP component `wasm` is, from the names the
+/// component itself (not a nested one) exports: `wasi:http/handler@0.3.x`
+/// makes it WASIp3, as `wasmtime serve` and Spin 4.1 decide; anything else is
+/// tried as WASIp2, and linking says what is wrong with it.
+fn generation(wasm: &[u8]) -> Generation {
+    use wasmparser::{Parser, Payload};
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload {
+            Ok(Payload::ModuleSection { .. } | Payload::ComponentSection { .. }) => depth += 1,
+            Ok(Payload::End(_)) if depth > 0 => depth -= 1,
+            Ok(Payload::End(_)) | Err(_) => break,
+            Ok(Payload::ComponentExportSection(exports)) if depth == 0 => {
+                let p3 = exports
+                    .into_iter()
+                    .flatten()
+                    .any(|e| e.name.name.starts_with("wasi:http/handler@0.3."));
+                if p3 {
+                    return Generation::P3;
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    Generation::P2
 }

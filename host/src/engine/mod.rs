@@ -6,12 +6,16 @@
 //! [`Engine::new_store`], the only way to get a store, which installs the
 //! limiter and the epoch deadline so no caller can forget either.
 //!
-//! One engine serves both generations of HTTP components: WASIp2 ones
-//! (`wasi:http/incoming-handler@0.2.x`) and WASIp3 ones
-//! (`wasi:http/handler@0.3.0`, whose instances serve requests concurrently);
-//! [`ComponentPre::world`] tells which a component is. The async
-//! component model is on for both: measured with `bench/ab.py`, it does not
-//! cost the WASIp2 path (see the README's runtime section).
+//! Each generation of HTTP component gets its own wasmtime engine: WASIp2
+//! ones (`wasi:http/incoming-handler@0.2.x`) an engine with wasmtime's
+//! concurrency support off, exactly as before WASIp3 existed; WASIp3 ones
+//! (`wasi:http/handler@0.3.0`, whose instances serve requests concurrently)
+//! one with the async component model on, created only when an app has such
+//! a component. With one engine for both (concurrency support
+//! on), the WASIp2 path measured ~20 % fewer requests/s and ~30 % more CPU
+//! per request at 64 connections (`bench/ab.py`, interleaved, on a busy
+//! 2-core machine); with its own engine the difference is within the noise. [`ComponentPre::world`] tells which a
+//! component is; the Wasm's exports decide, before anything is compiled.
 //!
 //! Compiling the ~200 KB component with Cranelift takes far longer than serving
 //! thousands of requests, so it happens once per (Wasm, engine settings) and
@@ -25,6 +29,7 @@ mod precompile;
 mod state;
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -140,11 +145,55 @@ pub fn default_cache_dir() -> Option<PathBuf> {
         .map(|d| d.join("ping-host"))
 }
 
-/// One wasmtime engine per process, with its linker and epoch ticker.
+/// The process's wasmtime engines (one per component generation), each with
+/// its linker and epoch ticker.
 pub struct Engine {
+    p2: Flavor,
+    /// Created with the first WASIp3 component.
+    p3: OnceLock<Flavor>,
+    opts: EngineOptions,
+    precompiled: Option<PathBuf>,
+}
+
+/// Which generation of HTTP component, and so which engine runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Generation {
+    /// `wasi:http/incoming-handler@0.2.x` (spin-sdk <= 5).
+    P2,
+    /// `wasi:http/handler@0.3.0` (spin-sdk 7).
+    P3,
+}
+
+/// One wasmtime engine with its linker.
+struct Flavor {
     stores: Stores,
     linker: Linker<HostState>,
-    precompiled: Option<PathBuf>,
+}
+
+impl Flavor {
+    /// An engine for `generation`, with the pooling allocator where possible,
+    /// and its epoch ticker.
+    fn new(opts: &EngineOptions, generation: Generation) -> Result<Self> {
+        let mut config = base_config(opts.cache_dir.as_deref(), generation);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(opts)));
+        let engine = match wasmtime::Engine::new(&config) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::warn!("pooling allocator unavailable ({e:#}); using on-demand allocation");
+                wasmtime::Engine::new(&base_config(opts.cache_dir.as_deref(), generation))
+                    .map_err(anyhow::Error::from)
+                    .context("cannot create the wasmtime engine")?
+            }
+        };
+        tick_epochs(&engine);
+        Ok(Flavor {
+            linker: linker(&engine, generation)?,
+            stores: Stores {
+                engine,
+                max_memory: opts.max_memory,
+            },
+        })
+    }
 }
 
 /// Makes stores: the engine and the per-instance memory cap. Cheap to clone,
@@ -172,24 +221,10 @@ impl Engine {
     /// allocation where the pool's virtual-memory reservation is not possible
     /// (for example under a low `ulimit -v`).
     pub fn new(opts: &EngineOptions) -> Result<Self> {
-        let mut config = base_config(opts.cache_dir.as_deref());
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(opts)));
-        let engine = match wasmtime::Engine::new(&config) {
-            Ok(engine) => engine,
-            Err(e) => {
-                tracing::warn!("pooling allocator unavailable ({e:#}); using on-demand allocation");
-                wasmtime::Engine::new(&base_config(opts.cache_dir.as_deref()))
-                    .map_err(anyhow::Error::from)
-                    .context("cannot create the wasmtime engine")?
-            }
-        };
-        tick_epochs(&engine);
         Ok(Engine {
-            linker: linker(&engine)?,
-            stores: Stores {
-                engine,
-                max_memory: opts.max_memory,
-            },
+            p2: Flavor::new(opts, Generation::P2)?,
+            p3: OnceLock::new(),
+            opts: opts.clone(),
             precompiled: opts.precompiled.clone(),
         })
     }
@@ -197,12 +232,21 @@ impl Engine {
     /// A store for one instance of `component`: fresh state, the memory limiter
     /// installed, and a yield to the async runtime at every epoch tick.
     pub fn new_store(&self, component: &ComponentPre) -> Store<HostState> {
-        self.stores.new_store(component)
+        component.stores().new_store(component)
     }
 
-    /// The store maker, for instances created on other tasks.
-    pub fn stores(&self) -> Stores {
-        self.stores.clone()
+    /// The engine for `generation`, the WASIp3 one created on first use.
+    fn flavor(&self, generation: Generation) -> Result<&Flavor> {
+        match generation {
+            Generation::P2 => Ok(&self.p2),
+            Generation::P3 => {
+                if let Some(flavor) = self.p3.get() {
+                    return Ok(flavor);
+                }
+                let flavor = Flavor::new(&self.opts, Generation::P3)?;
+                Ok(self.p3.get_or_init(|| flavor))
+            }
+        }
     }
 }
 
@@ -229,13 +273,18 @@ fn pool(opts: &EngineOptions) -> PoolingAllocationConfig {
     pool
 }
 
-fn base_config(cache_dir: Option<&std::path::Path>) -> Config {
+fn base_config(cache_dir: Option<&std::path::Path>, generation: Generation) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.memory_init_cow(true);
-    // WASIp3 components (`wasi:http/handler@0.3.0`, spin-sdk 7) need the
-    // async component model.
-    config.wasm_component_model_async(true);
+    match generation {
+        // WASIp3 components (`wasi:http/handler@0.3.0`, spin-sdk 7) need the
+        // async component model.
+        Generation::P3 => config.wasm_component_model_async(true),
+        // Off, the store keeps no state for concurrent calls: the WASIp2
+        // path costs what it did before WASIp3 support.
+        Generation::P2 => config.concurrency_support(false),
+    };
     // Lets a running guest be interrupted: see `EPOCH_TICK`.
     config.epoch_interruption(true);
     if let Some(dir) = cache_dir {
@@ -274,19 +323,22 @@ fn compilation_cache(dir: &std::path::Path) -> Result<Cache> {
     Ok(Cache::new(config)?)
 }
 
-/// A linker with WASI 0.2 and 0.3, `wasi:http` 0.2 and 0.3 and both
-/// generations of the Spin interfaces (a WASIp3 component built for
-/// `wasm32-wasip2` imports WASI 0.2 too, from Rust's standard library).
-fn linker(engine: &wasmtime::Engine) -> Result<Linker<HostState>> {
+/// A linker for `generation`: WASI 0.2, `wasi:http` 0.2 and the 2.0.0 Spin
+/// interfaces; for WASIp3 also WASI 0.3, `wasi:http` 0.3 and the 3.0.0 Spin
+/// interfaces (a WASIp3 component built for `wasm32-wasip2` imports WASI 0.2
+/// too, from Rust's standard library).
+fn linker(engine: &wasmtime::Engine, generation: Generation) -> Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
-    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     spin::redis::add_to_linker(&mut linker, HostState::redis_view)?;
     spin::variables::add_to_linker(&mut linker, HostState::variables_view)?;
-    spin::redis::add_v3_to_linker(&mut linker, HostState::redis_view)?;
-    spin::variables::add_v3_to_linker(&mut linker, HostState::variables_view)?;
+    if generation == Generation::P3 {
+        wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+        spin::redis::add_v3_to_linker(&mut linker, HostState::redis_view)?;
+        spin::variables::add_v3_to_linker(&mut linker, HostState::variables_view)?;
+    }
     Ok(linker)
 }
 

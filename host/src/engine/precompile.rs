@@ -64,8 +64,7 @@ pub fn precompile(app: &App, opts: &EngineOptions, out: &Path) -> Result<Vec<(St
             );
         }
         let code = engine
-            .stores
-            .engine
+            .engine_for(&wasm)?
             .precompile_component(&wasm)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("component `{id}`: cannot compile it"))?;
@@ -92,7 +91,13 @@ impl Engine {
     /// No file for this Wasm's digest (the component changed since it was
     /// precompiled, or it never was), saying how to fix it; or the Wasm does
     /// not compile.
-    pub(super) fn load_precompiled(&self, dir: &Path, id: &str, wasm: &[u8]) -> Result<Component> {
+    pub(super) fn load_precompiled(
+        &self,
+        engine: &wasmtime::Engine,
+        dir: &Path,
+        id: &str,
+        wasm: &[u8],
+    ) -> Result<Component> {
         let path = precompiled_path(dir, wasm);
         if !path.is_file() {
             bail!(
@@ -110,7 +115,7 @@ impl Engine {
         // (version, engine settings) before using it. The image keeps that
         // directory root-owned and read-only; never point --precompiled at a
         // directory someone else can write.
-        match unsafe { Component::deserialize_file(&self.stores.engine, &path) } {
+        match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(component) => {
                 tracing::info!(component = id, file = %path.display(), "loaded precompiled code");
                 Ok(component)
@@ -123,7 +128,7 @@ impl Engine {
                      Run `ping-host precompile` with this ping-host on a CPU like this one \
                      to start faster"
                 );
-                Component::new(&self.stores.engine, wasm)
+                Component::new(engine, wasm)
                     .map_err(anyhow::Error::from)
                     .with_context(|| format!("component `{id}`: cannot compile it"))
             }
@@ -180,12 +185,13 @@ mod tests {
             written,
             vec![("c".to_owned(), precompiled_path(dir.path(), &wasm))]
         );
-        engine.load_precompiled(dir.path(), "c", &wasm).unwrap();
+        let p2 = engine.engine_for(&wasm).unwrap();
+        engine.load_precompiled(p2, dir.path(), "c", &wasm).unwrap();
 
         // Another Wasm has no file: the error says how to fix it.
         let other = wat::parse_str("(component (core module))").unwrap();
         let err = engine
-            .load_precompiled(dir.path(), "c", &other)
+            .load_precompiled(p2, dir.path(), "c", &other)
             .unwrap_err();
         assert!(
             format!("{err:#}").contains("run `ping-host precompile"),
@@ -195,7 +201,7 @@ mod tests {
         // A file that is not wasmtime's machine code is never run: the Wasm
         // is compiled in memory instead.
         std::fs::write(precompiled_path(dir.path(), &wasm), b"not machine code").unwrap();
-        engine.load_precompiled(dir.path(), "c", &wasm).unwrap();
+        engine.load_precompiled(p2, dir.path(), "c", &wasm).unwrap();
     }
 
     #[test]

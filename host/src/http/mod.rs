@@ -127,7 +127,6 @@ impl HttpServer {
                             );
                             component.serve_concurrently(reuse.p3_max_concurrent);
                             P3Handler::new(
-                                engine.stores(),
                                 component.clone(),
                                 pre,
                                 reuse,

@@ -33,7 +33,7 @@ use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use super::admission::Admission;
 use super::{Body, InstanceReuse, Refusal, RequestLimits, executor};
-use crate::engine::{self, ComponentPre, HostState, Stores};
+use crate::engine::{self, ComponentPre, HostState};
 use crate::metrics::Metrics;
 
 /// How much sooner than the client's deadline a worker gives up on a request
@@ -45,10 +45,10 @@ const RETIRE_MARGIN: Duration = Duration::from_millis(20);
 pub(super) struct P3Handler(ProxyHandler<Instances>);
 
 impl P3Handler {
-    /// Workers for `component` (whose pre-linked instance is `pre`), reused
+    /// Workers for `component` (whose pre-linked instance is `pre`; its stores
+    /// come from the WASIp3 engine), reused
     /// as `reuse` says, each request held to `deadline`.
     pub(super) fn new(
-        stores: Stores,
         component: ComponentPre,
         pre: ServicePre<HostState>,
         reuse: InstanceReuse,
@@ -56,7 +56,6 @@ impl P3Handler {
         metrics: Arc<Metrics>,
     ) -> Self {
         P3Handler(ProxyHandler::new(Instances {
-            stores,
             component,
             pre,
             reuse,
@@ -107,7 +106,6 @@ pub(super) async fn execute(
 
 /// What the workers share: how to make an instance, and its limits.
 struct Instances {
-    stores: Stores,
     component: ComponentPre,
     pre: ServicePre<HostState>,
     reuse: InstanceReuse,
@@ -122,7 +120,7 @@ impl HandlerState for Instances {
     type WorkerState = Worker;
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<HostState, Expiry, Worker>> {
-        let mut store = self.stores.new_store(&self.component);
+        let mut store = self.component.stores().new_store(&self.component);
         let started = Instant::now();
         // A start function that never returns must not hold a worker forever.
         let service = tokio::time::timeout(self.deadline, self.pre.instantiate_async(&mut store))
