@@ -316,3 +316,18 @@ fn push_and_serve_from_the_registry() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn one_app_serves_both_generations_side_by_side() -> Result<()> {
+    let redis = Redis::start()?;
+    let dir = tempfile::tempdir()?;
+    let manifest = write_fixture(dir.path(), "p2-and-p3")?;
+    let host = Host::start(&HostConfig::for_redis(&redis).manifest(manifest))?;
+    // WASIp2 ping (fresh instance per request) and WASIp3 (reused), each on
+    // its own engine.
+    assert_eq!(get(&host.url("/ping"))?.body, "1\n");
+    assert_eq!(get(&host.url("/instance"))?.body, "1");
+    assert_eq!(get(&host.url("/ping"))?.body, "2\n");
+    assert_eq!(get(&host.url("/instance"))?.body, "2");
+    Ok(())
+}
