@@ -48,35 +48,33 @@ fn a_reused_instance_serves_n_requests_then_is_retired() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn a_trap_retires_the_instance_and_the_next_request_succeeds() -> Result<()> {
-    let (_dir, host) = host(&["--instance-reuse", "16"])?;
+/// With reuse on (`args`), a warm instance that fails on `path` with `status`
+/// is retired: the next requests get a fresh instance, and succeed.
+fn failed_instance_is_retired(args: &[&str], path: &str, status: u16) -> Result<()> {
+    let (_dir, host) = host(args)?;
     ensure!(served(&host, 2)? == [1, 2]);
-    let trap = get(&host.url("/trap"))?;
-    ensure!(trap.status == 500, "{trap:?}");
-    // A fresh instance, not the one that trapped.
+    let failed = get(&host.url(path))?;
+    ensure!(failed.status == status, "{failed:?}");
+    // A fresh instance, not the one that failed.
     ensure!(served(&host, 2)? == [1, 2]);
     Ok(())
+}
+
+#[test]
+fn a_trap_retires_the_instance_and_the_next_request_succeeds() -> Result<()> {
+    failed_instance_is_retired(&["--instance-reuse", "16"], "/trap", 500)
 }
 
 #[test]
 fn a_timed_out_instance_is_retired() -> Result<()> {
-    let (_dir, host) = host(&["--instance-reuse", "16", "--request-timeout", "300ms"])?;
-    ensure!(served(&host, 2)? == [1, 2]);
-    let stuck = get(&host.url("/loop"))?;
-    ensure!(stuck.status == 504, "{stuck:?}");
-    ensure!(served(&host, 2)? == [1, 2]);
-    Ok(())
+    let args = ["--instance-reuse", "16", "--request-timeout", "300ms"];
+    failed_instance_is_retired(&args, "/loop", 504)
 }
 
 #[test]
 fn an_instance_past_its_memory_limit_is_retired() -> Result<()> {
-    let (_dir, host) = host(&["--instance-reuse", "16", "--max-instance-memory-mib", "16"])?;
-    ensure!(served(&host, 2)? == [1, 2]);
-    let grow = get(&host.url("/grow"))?;
-    ensure!(grow.status == 500, "{grow:?}");
-    ensure!(served(&host, 2)? == [1, 2]);
-    Ok(())
+    let args = ["--instance-reuse", "16", "--max-instance-memory-mib", "16"];
+    failed_instance_is_retired(&args, "/grow", 500)
 }
 
 #[test]
