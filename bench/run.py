@@ -50,8 +50,13 @@ HOST = ROOT / "target" / "release" / "ping-host"
 BASELINE = ROOT / "target" / "release" / "ping-baseline"
 INSTANTIATE = ROOT / "target" / "release" / "examples" / "instantiate"
 WASMTIME = TOOLS / "bin" / "wasmtime"
+P3_SERIES = "ping-host /ping WASIp3 (spin-sdk 7)"
 HELLO_WASM = ROOT / "target" / "wasm32-wasip2" / "wasm" / "hello_component.wasm"
 HELLO_MANIFEST = ROOT / "bench" / "hello" / "spin.toml"
+# The WASIp3 row: tests/p3-ping (spin-sdk 7) does ping's INCR through spin:redis@3.0.0;
+# ping-host serves it with Spin 4.1's reuse defaults (128 per instance, 16 at once).
+P3_WASM = ROOT / "target" / "wasm32-wasip2" / "wasm" / "p3_ping_component.wasm"
+P3_FIXTURE = ROOT / "tests" / "fixtures" / "p3-ping.toml"
 RESULTS = ROOT / "bench" / "results"
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 CONCURRENCY = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,16,64,256").split(",")]
@@ -70,7 +75,7 @@ WASMTIME_REUSE_FLAGS = ["--max-instance-reuse-count", str(REUSE)]
 HOST_REUSE_FLAGS = ["--instance-reuse", str(REUSE)]
 
 # The rows of the table and chart, in order; a run has those it could measure.
-PING_SERIES = ["ping-host /ping", f"ping-host /ping reuse {REUSE}", "ping-host /", "hyper /ping", "hyper /", "flask /ping", "redis-benchmark INCR"]
+PING_SERIES = ["ping-host /ping", f"ping-host /ping reuse {REUSE}", P3_SERIES, "ping-host /", "hyper /ping", "hyper /", "flask /ping", "redis-benchmark INCR"]
 HELLO_SERIES = ["hello: ping-host", "hello: wasmtime serve", f"hello: ping-host reuse {REUSE}", f"hello: wasmtime serve reuse {REUSE}"]
 
 # The targets of the performance issue, checked against this run's figures.
@@ -344,6 +349,13 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
         hello_host_reuse, hello_host_reuse_port = host_up(HELLO_MANIFEST, *HOST_REUSE_FLAGS)
         targets[f"ping-host /ping reuse {REUSE}"] = (host_reuse, f"http://127.0.0.1:{host_reuse_port}/ping")
         targets[f"hello: ping-host reuse {REUSE}"] = (hello_host_reuse, f"http://127.0.0.1:{hello_host_reuse_port}/")
+    if P3_WASM.exists():
+        p3_manifest = work / "p3-spin.toml"
+        p3_manifest.write_text(P3_FIXTURE.read_text().replace("@P3_WASM@", str(P3_WASM)))
+        p3_host, p3_port = host_up(p3_manifest)
+        targets[P3_SERIES] = (p3_host, f"http://127.0.0.1:{p3_port}/ping")
+    else:
+        print(f"note: {P3_WASM} not built (make component); the WASIp3 row is skipped", flush=True)
     for name, (server, url) in targets.items():
         try:
             wait_ok(url)
