@@ -145,9 +145,4 @@ impl Instances {
         idle.retain(|i| i.idle_since.elapsed() < timeout);
         idle.len()
     }
-
-    /// The reuse policy.
-    pub fn reuse(&self) -> InstanceReuse {
-        self.reuse
-    }
 }

@@ -88,6 +88,8 @@ pub struct HttpServer {
     unrouted: Arc<str>,
     /// The `route` label of the runtime's own `/.well-known/spin/` paths.
     well_known_route: Arc<str>,
+    /// How WASIp2 instances are reused (`--instance-reuse`).
+    reuse: InstanceReuse,
     /// Whether the idle-instance reaper runs (one for all serving threads).
     reaping: std::sync::atomic::AtomicBool,
 }
@@ -178,6 +180,7 @@ impl HttpServer {
             limits: settings.limits,
             unrouted: Arc::from(""),
             well_known_route: Arc::from(WELL_KNOWN_PREFIX),
+            reuse: settings.reuse,
             reaping: Default::default(),
         })
     }
@@ -222,10 +225,7 @@ impl HttpServer {
     /// With `--instance-reuse`, drops instances idle past the timeout, checking
     /// every timeout; stops when the server is dropped.
     fn reap_idle_instances(self: &Arc<Self>) {
-        let Some(first) = self.components.first() else {
-            return;
-        };
-        let reuse = first.instances.reuse();
+        let reuse = self.reuse;
         if !reuse.enabled()
             || self
                 .reaping
