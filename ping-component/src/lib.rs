@@ -8,7 +8,9 @@
 //! Everything the component needs to know comes from Spin variables, so the same
 //! build runs under `spin up`, `ping-host` and containerd-shim-spin.
 
-use spin_sdk::http::{IntoResponse, Method, Request, Response};
+use spin_sdk::http::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 use spin_sdk::http_component;
 use spin_sdk::redis::{self, Connection};
 use spin_sdk::variables;
@@ -31,19 +33,38 @@ const JSON: &str = "application/json";
 /// Prometheus text exposition format 0.0.4.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The `wasi:http/incoming-handler` export, on the request and response
+/// resources themselves rather than spin-sdk's `Request`/`Response`.
+///
+/// Why: the SDK's conversion copies every request header into the guest and
+/// reads the (empty) body through its async executor before the handler
+/// runs, and writes the answer through a streaming sink; ping needs the
+/// method, the path and at most the `accept` header. Measured on 2 cores,
+/// `oha -c 64` on `/ping`, same ping-host, interleaved (two rounds):
+/// 11.7–12.6k → 16.1–20.2k req/s and 119–127 → 71–88 ms of host CPU per
+/// 1,000 requests with a fresh instance per request; 19.2–20.2k →
+/// 27.0–30.3k req/s (70–74 → 43–48 ms/1k) with `--instance-reuse 128`.
+/// The component also shrinks from 197 to 86 KiB.
 #[http_component]
-fn handle(req: Request) -> Response {
+fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    answer(&req).send(out);
+}
+
+/// What `req` gets, by method and path (the query is ignored).
+fn answer(req: &IncomingRequest) -> Answer {
+    let target = req.path_with_query().unwrap_or_default();
+    let path = target.split('?').next().unwrap_or_default();
     let method = req.method();
     // HEAD on a GET route (curl -I, load-balancer checks): the GET answer's
     // status and headers without its body, and without its side effects.
-    if *method == Method::Head {
-        return head(get_route(&req, true));
+    if matches!(method, Method::Head) {
+        return get_route(req, path, true).unwrap_or_else(not_found);
     }
-    match (req.path(), method) {
-        ("/ping", Method::Get) => ping(&req),
+    match (path, method) {
+        ("/ping", Method::Get) => ping(req),
         ("/ping", Method::Delete) => delete(),
         ("/ping", _) => not_allowed("GET, HEAD, DELETE"),
-        (_, Method::Get) => get_route(&req, false).unwrap_or_else(not_found),
+        (_, Method::Get) => get_route(req, path, false).unwrap_or_else(not_found),
         (path, _) if GET_ROUTES.contains(&path) => not_allowed("GET, HEAD"),
         _ => not_found(),
     }
@@ -55,8 +76,8 @@ const GET_ROUTES: [&str; 6] = ["/", "/ping", "/count", "/test", "/del_ping", "/m
 /// The answer to `GET path`, `None` for an unknown path. With `read_only`
 /// (for HEAD), the routes that change the counter read it instead, so the
 /// status is still honest (503 when Redis is away, 409 for a non-integer).
-fn get_route(req: &Request, read_only: bool) -> Option<Response> {
-    Some(match req.path() {
+fn get_route(req: &IncomingRequest, path: &str, read_only: bool) -> Option<Answer> {
+    Some(match path {
         "/" => hello(),
         "/ping" if read_only => count(req),
         "/ping" => ping(req),
@@ -69,50 +90,82 @@ fn get_route(req: &Request, read_only: bool) -> Option<Response> {
     })
 }
 
-/// The HEAD answer: `answer` (404 for an unknown path) with its body's
-/// length as `content-length`, as a GET would say. The body is handed over
+/// A whole answer: status, headers and body. Every answer declares its
+/// `content-length`, a HEAD answer included: the body is handed over for HEAD
 /// too, so the length written matches the one declared (wasi:http checks
-/// that); the HTTP server never sends a body for HEAD.
-fn head(answer: Option<Response>) -> Response {
-    let answer = answer.unwrap_or_else(not_found);
-    let mut builder = Response::builder();
-    builder.status(*answer.status());
-    for (name, value) in answer.headers() {
-        builder.header(name, value.as_str().unwrap_or_default());
-    }
-    let body = answer.into_body();
-    builder.header("content-length", body.len().to_string());
-    builder.body(body).build()
+/// that), and the HTTP server never sends a body for HEAD.
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    /// The `allow` header of a 405.
+    allow: Option<&'static str>,
+    body: String,
 }
 
-fn not_found() -> Response {
+impl Answer {
+    /// Hands the answer to the host. A client that went away makes the writes
+    /// fail; there is nobody left to tell, so that is not an error.
+    fn send(self, out: ResponseOutparam) {
+        let mut headers = vec![
+            (
+                "content-type".to_owned(),
+                self.content_type.as_bytes().to_vec(),
+            ),
+            (
+                "content-length".to_owned(),
+                self.body.len().to_string().into_bytes(),
+            ),
+        ];
+        if let Some(allow) = self.allow {
+            headers.push(("allow".to_owned(), allow.as_bytes().to_vec()));
+        }
+        let fields = Fields::from_list(&headers).expect("the answer's headers are valid");
+        let response = OutgoingResponse::new(fields);
+        response
+            .set_status_code(self.status)
+            .expect("the answer's status is valid");
+        let body = response.body().expect("the body is taken once");
+        out.set(response);
+        let stream = body.write().expect("the stream is taken once");
+        // wasi:io allows at most 4096 bytes per blocking write.
+        for chunk in self.body.as_bytes().chunks(4096) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                return;
+            }
+        }
+        drop(stream);
+        let _ = OutgoingBody::finish(body, None);
+    }
+}
+
+fn not_found() -> Answer {
     text(404, "not found\n")
 }
 
 /// What `DELETE` would answer, without deleting: the same status and text
 /// (so the same length), or the failure it would meet.
-fn peek() -> Response {
+fn peek() -> Answer {
     match with_redis(|conn, key| conn.get(key)) {
         Ok(None) => text(200, "nothing to delete\n"),
         Ok(Some(_)) => text(200, "deleted\n"),
-        Err(e) => e.into_response(),
+        Err(e) => e.answer(),
     }
 }
 
-fn hello() -> Response {
+fn hello() -> Answer {
     text(200, "Hello!")
 }
 
 /// `GET /ping`: one atomic INCR; the new value is the answer.
-fn ping(req: &Request) -> Response {
+fn ping(req: &IncomingRequest) -> Answer {
     match with_redis(|conn, key| conn.incr(key)) {
         Ok(n) => counted(req, n),
-        Err(e) => e.into_response(),
+        Err(e) => e.answer(),
     }
 }
 
 /// `GET /count`: the counter without touching it (0 when it was never pinged).
-fn count(req: &Request) -> Response {
+fn count(req: &IncomingRequest) -> Answer {
     let read = with_redis(|conn, key| conn.get(key));
     match read {
         Ok(None) => counted(req, 0),
@@ -121,33 +174,33 @@ fn count(req: &Request) -> Response {
             .and_then(|s| s.parse().ok())
         {
             Some(n) => counted(req, n),
-            None => Failure::NotANumber(counter_key()).into_response(),
+            None => Failure::NotANumber(counter_key()).answer(),
         },
-        Err(e) => e.into_response(),
+        Err(e) => e.answer(),
     }
 }
 
 /// `DELETE /ping` and the workshop's `GET /del_ping`.
-fn delete() -> Response {
+fn delete() -> Answer {
     match with_redis(|conn, key| conn.del(&[key.to_owned()])) {
         Ok(0) => text(200, "nothing to delete\n"),
         Ok(_) => text(200, "deleted\n"),
-        Err(e) => e.into_response(),
+        Err(e) => e.answer(),
     }
 }
 
 /// `GET /test`: does Redis answer PING?
-fn test() -> Response {
+fn test() -> Answer {
     match with_redis(|conn, _| conn.execute("PING", &[])) {
         Ok(_) => text(200, "Success"),
-        Err(e) => e.into_response(),
+        Err(e) => e.answer(),
     }
 }
 
 /// `GET /metrics`: the counter as Prometheus reads it. The value lives in
 /// Redis, so every replica reports the same global number (aggregate with
 /// `max`, never `sum`). Redis being down is a metric, not a failed scrape.
-fn metrics() -> Response {
+fn metrics() -> Answer {
     let read = with_redis(|conn, key| conn.get(key));
     let mut out = String::from(
         "# HELP ping_redis_up Whether Redis answered this scrape (1) or not (0).\n\
@@ -176,11 +229,12 @@ fn metrics() -> Response {
 }
 
 /// Answers a count as text, or as JSON when the client asks for it.
-fn counted(req: &Request, n: i64) -> Response {
+fn counted(req: &IncomingRequest, n: i64) -> Answer {
     let wants_json = req
-        .header("accept")
-        .and_then(|v| v.as_str())
-        .is_some_and(|v| v.contains(JSON));
+        .headers()
+        .get("accept")
+        .iter()
+        .any(|v| String::from_utf8_lossy(v).contains(JSON));
     if wants_json {
         respond(200, JSON, format!("{{\"count\":{n}}}"))
     } else {
@@ -219,8 +273,8 @@ fn is_type_error_text(text: &str) -> bool {
     text.contains("not an integer") || text.contains("WRONGTYPE")
 }
 
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
+impl Failure {
+    fn answer(self) -> Answer {
         match self {
             Failure::Redis(e) => text(503, format!("redis unavailable: {}\n", describe(&e))),
             Failure::Config(msg) => text(500, format!("configuration error: {msg}\n")),
@@ -305,23 +359,22 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-fn not_allowed(allow: &str) -> Response {
-    Response::builder()
-        .status(405)
-        .header("content-type", TEXT)
-        .header("allow", allow)
-        .body("method not allowed\n")
-        .build()
+fn not_allowed(allow: &'static str) -> Answer {
+    Answer {
+        allow: Some(allow),
+        ..text(405, "method not allowed\n")
+    }
 }
 
-fn text(status: u16, body: impl Into<String>) -> Response {
+fn text(status: u16, body: impl Into<String>) -> Answer {
     respond(status, TEXT, body.into())
 }
 
-fn respond(status: u16, content_type: &str, body: String) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .body(body)
-        .build()
+fn respond(status: u16, content_type: &'static str, body: String) -> Answer {
+    Answer {
+        status,
+        content_type,
+        allow: None,
+        body,
+    }
 }

@@ -292,6 +292,39 @@ fn head_carries_the_content_length_of_the_get_body() -> Result<()> {
     Ok(())
 }
 
+/// Every answer of ping's component declares its length, so clients and
+/// proxies see a plain `content-length` rather than a chunked stream, whatever
+/// the status.
+#[test]
+fn every_answer_declares_its_content_length() -> Result<()> {
+    let redis = Redis::start()?;
+    let host = Host::start(&HostConfig::for_redis(&redis))?;
+    let c = ping_e2e::client();
+    let cases = [
+        ("GET", "/", 200),
+        ("GET", "/ping", 200),
+        ("GET", "/count", 200),
+        ("GET", "/metrics", 200),
+        ("GET", "/nope", 404),
+        ("POST", "/ping", 405),
+        ("DELETE", "/ping", 200),
+    ];
+    for (method, path, status) in cases {
+        let reply = ping_e2e::request(&c, method, &host.url(path), &[])?;
+        ensure!(reply.status == status, "{method} {path}: {reply:?}");
+        let declared = reply
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok());
+        ensure!(
+            declared == Some(reply.body.len().to_string().as_str())
+                && !reply.headers.contains_key("transfer-encoding"),
+            "{method} {path} does not declare its length: {reply:?}"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn redis_errors_reach_the_guest_as_spin_reports_them() -> Result<()> {
     let redis = Redis::start()?;
