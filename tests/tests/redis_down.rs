@@ -7,8 +7,25 @@ use ping_e2e::{Host, HostConfig, Redis, get, wait_until};
 
 #[test]
 fn redis_outage_is_503_then_recovers_without_a_restart() -> anyhow::Result<()> {
+    outage_then_recovery(&[])
+}
+
+/// The same with reused instances: the component keeps its Redis connection
+/// between requests only while it works, so the outage's 503s and the
+/// recovery look the same.
+#[test]
+fn redis_outage_with_instance_reuse_is_503_then_recovers() -> anyhow::Result<()> {
+    outage_then_recovery(&["--instance-reuse", "128"])
+}
+
+fn outage_then_recovery(args: &[&str]) -> anyhow::Result<()> {
     let mut redis = Redis::start()?;
-    let host = Host::start(&HostConfig::for_redis(&redis))?;
+    let config = args
+        .iter()
+        .fold(HostConfig::for_redis(&redis), |config, arg| {
+            config.arg(*arg)
+        });
+    let host = Host::start(&config)?;
     assert_eq!(get(&host.url("/ping"))?.body, "1\n");
 
     redis.kill();
