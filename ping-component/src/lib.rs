@@ -40,10 +40,11 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// reads the (empty) body through its async executor before the handler
 /// runs, and writes the answer through a streaming sink; ping needs the
 /// method, the path and at most the `accept` header. Measured on 2 cores,
-/// `oha -c 64` on `/ping`, same ping-host, interleaved (two rounds):
-/// 11.7–12.6k → 16.1–20.2k req/s and 119–127 → 71–88 ms of host CPU per
-/// 1,000 requests with a fresh instance per request; 19.2–20.2k →
-/// 27.0–30.3k req/s (70–74 → 43–48 ms/1k) with `--instance-reuse 128`.
+/// `oha -c 64` on `/ping`, same ping-host, three interleaved rounds (ranges,
+/// on a noisy machine): 10.4–12.8k → 13.9–15.8k req/s and 117–146 → 92–105
+/// ms of host CPU per 1,000 requests with a fresh instance per request;
+/// 16.4–22.8k → 18.3–23.8k req/s (61–88 → 55–74 ms/1k) with
+/// `--instance-reuse 128`.
 /// The component also shrinks from 197 to 86 KiB.
 #[http_component]
 fn handle(req: IncomingRequest, out: ResponseOutparam) {
@@ -309,7 +310,9 @@ std::thread_local! {
     /// instance, so there it is always empty; a host that reuses instances
     /// (`ping-host up --instance-reuse N`) saves the variable reads and the
     /// `open` on later requests. Variables cannot change during an instance's
-    /// life. Measured like [`handle`], `--instance-reuse 128`: see BENCHMARKS.md.
+    /// life. Measured like [`handle`] with `--instance-reuse 128`, three
+    /// interleaved rounds: 21.7–28.5k → 27.2–31.2k req/s, 45–63 → 41–48 ms
+    /// of host CPU per 1,000 requests.
     static OPENED: std::cell::Cell<Option<Redis>> = const { std::cell::Cell::new(None) };
 }
 
