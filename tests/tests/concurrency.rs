@@ -12,15 +12,26 @@ const TOTAL: usize = 2000;
 
 #[test]
 fn concurrent_pings_are_exact_and_unique() -> anyhow::Result<()> {
-    exact_and_unique(&[])
+    let (_host, redis) = exact_and_unique(&["--threads", "2"])?;
+    // Each serving thread keeps its own connection, driven by its own runtime
+    // (64 connections spread by SO_REUSEPORT reach both threads).
+    let list: String = redis.cmd(&["CLIENT", "LIST"])?;
+    let hosts = list
+        .lines()
+        .filter(|l| !l.contains("cmd=client|list"))
+        .count();
+    assert_eq!(hosts, 2, "one Redis connection per serving thread:\n{list}");
+    Ok(())
 }
 
 #[test]
 fn concurrent_pings_are_exact_and_unique_with_instance_reuse() -> anyhow::Result<()> {
-    exact_and_unique(&["--instance-reuse", "128"])
+    exact_and_unique(&["--instance-reuse", "128"]).map(drop)
 }
 
-fn exact_and_unique(args: &[&str]) -> anyhow::Result<()> {
+/// Runs the pings against a host started with `args`; hands back the host,
+/// still serving, and its Redis.
+fn exact_and_unique(args: &[&str]) -> anyhow::Result<(Host, Redis)> {
     let redis = Redis::start()?;
     let mut config = HostConfig::for_redis(&redis);
     for a in args {
@@ -64,5 +75,5 @@ fn exact_and_unique(args: &[&str]) -> anyhow::Result<()> {
     );
     assert_eq!(counts.iter().max(), Some(&(TOTAL as i64)));
     assert_eq!(counts.iter().min(), Some(&1));
-    Ok(())
+    Ok((host, redis))
 }

@@ -17,7 +17,10 @@
 //! Idle instances stay on the connection's task (no worker task per instance,
 //! unlike wasmtime-wasi-http's `handler::ProxyHandler`, which also needs the
 //! engine-wide `component-model-async` feature): a request takes the most
-//! recently used idle instance, so its memory is still in cache.
+//! recently used idle instance its own serving thread left, so its memory is
+//! still in that core's cache and the Redis connections it holds are driven
+//! by that thread's runtime; only when its thread has none idle does it take
+//! another thread's.
 //!
 //! Capacity: an instance is either idle here or held by an admitted request,
 //! and a fresh one is created only when none is idle, so instances never
@@ -29,6 +32,7 @@ use std::time::{Duration, Instant};
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 
+use super::threads;
 use crate::engine::{ComponentPre, Engine, HostState};
 
 /// How instances are reused (`--instance-reuse`, `--idle-instance-timeout`,
@@ -84,6 +88,8 @@ pub(super) struct Instance {
     served: u32,
     /// When it last went idle.
     idle_since: Instant,
+    /// The serving thread that last used it (`threads::current`).
+    home: usize,
 }
 
 /// One component's idle instances, most recently used last.
@@ -101,18 +107,22 @@ impl Instances {
         }
     }
 
-    /// The most recently used idle instance that has not timed out, else a
-    /// fresh store. Without reuse this never takes the lock.
+    /// The most recently used idle instance this serving thread left (else
+    /// another thread's) that has not timed out, else a fresh store. Without
+    /// reuse this never takes the lock.
     pub fn checkout(&self, engine: &Engine, component: &ComponentPre) -> Instance {
+        let home = threads::current();
         if self.reuse.enabled() {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            match idle.pop() {
-                Some(instance) if instance.idle_since.elapsed() < self.reuse.idle_timeout => {
+            let mine = idle.iter().rposition(|i| i.home == home);
+            if let Some(at) = mine.or(idle.len().checked_sub(1)) {
+                let instance = idle.remove(at);
+                if instance.idle_since.elapsed() < self.reuse.idle_timeout {
                     return instance;
                 }
-                // The most recent one timed out, so every older one has too.
-                Some(_) => idle.clear(),
-                None => {}
+                // It timed out, and so has every instance idle for longer.
+                let timeout = self.reuse.idle_timeout;
+                idle.retain(|i| i.idle_since.elapsed() < timeout);
             }
         }
         Instance {
@@ -120,6 +130,7 @@ impl Instances {
             proxy: None,
             served: 0,
             idle_since: Instant::now(),
+            home,
         }
     }
 
@@ -131,6 +142,7 @@ impl Instances {
             return;
         }
         instance.idle_since = Instant::now();
+        instance.home = threads::current();
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -13,10 +13,12 @@
 //! in every round.)
 //!
 //! What is shared: the `HttpServer` (routes, components, idle instances, the
-//! admission semaphore, metrics) and the Redis connections. A Redis
-//! connection's driver runs on the runtime that opened it and may serve other
-//! threads' requests, so no runtime stops until every thread has drained.
+//! admission semaphore, metrics). Each thread opens its own Redis connections
+//! (see `SharedConnections`), but a reused instance taken over from another
+//! thread still holds that thread's, whose driver runs on the runtime that
+//! opened it, so no runtime stops until every thread has drained.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,19 @@ use anyhow::{Context, Result};
 use tokio::sync::{Barrier, oneshot, watch};
 
 use super::HttpServer;
+
+std::thread_local! {
+    /// This thread's index among the serving threads; `usize::MAX` elsewhere.
+    static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// The index of the serving thread running the caller (0..`--threads`), or
+/// `usize::MAX` on any other thread. Idle instances remember it, so that a
+/// thread takes back its own (warm in its core's cache, holding Redis
+/// connections driven by its runtime).
+pub(crate) fn current() -> usize {
+    INDEX.get()
+}
 
 /// `n` listeners on `addr` with `SO_REUSEPORT`, as standard listeners for the
 /// threads to adopt; port 0 picks one free port for all of them. Call it
@@ -89,6 +104,7 @@ impl Threads {
             std::thread::Builder::new()
                 .name(format!("http-{i}"))
                 .spawn(move || {
+                    INDEX.set(i);
                     let _ = done.send(serve());
                 })
                 .context("cannot start a serving thread")?;

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -17,7 +18,7 @@ use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use super::address::Address;
 use crate::metrics::Metrics;
 
-/// Distinct addresses the process keeps connections for; beyond this, a
+/// Distinct addresses each thread keeps connections for; beyond this, a
 /// connection lives only as long as the request that opened it.
 const MAX_CACHED_ADDRESSES: usize = 64;
 
@@ -78,12 +79,21 @@ impl From<&RedisArgs> for Timeouts {
     }
 }
 
-/// One connection per distinct address, shared by every instance (not a pool:
-/// each entry is a single multiplexed connection).
+/// One connection per distinct address and thread, shared by every instance
+/// on that thread (not a pool: each entry is a single multiplexed
+/// connection).
+///
+/// Why per thread: a multiplexed connection's driver task runs on the runtime
+/// that first used it, so with one connection per address every command from
+/// the other serving threads woke that runtime and the reply woke the
+/// caller's (two cross-thread wake-ups, each an eventfd write and often a
+/// context switch, per command, as `strace` showed). Measured with
+/// `--instance-reuse 128` (`oha -c 64` on `/ping`, interleaved): see
+/// BENCHMARKS.md.
 pub struct SharedConnections {
     timeouts: Timeouts,
     pub(crate) metrics: Arc<Metrics>,
-    connections: Mutex<HashMap<Address, ConnectionManager>>,
+    connections: Mutex<HashMap<ThreadId, HashMap<Address, ConnectionManager>>>,
 }
 
 impl SharedConnections {
@@ -96,10 +106,12 @@ impl SharedConnections {
         }
     }
 
-    /// A handle for `address`. Creating one does not dial: the manager connects
-    /// on first use and reconnects by itself after Redis comes back.
+    /// A handle for `address`, this thread's. Creating one does not dial: the
+    /// manager connects on first use and reconnects by itself after Redis
+    /// comes back.
     pub(crate) fn connection(&self, address: &Address) -> redis::RedisResult<ConnectionManager> {
-        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let mut threads = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let map = threads.entry(std::thread::current().id()).or_default();
         if let Some(conn) = map.get(address) {
             return Ok(conn.clone());
         }
