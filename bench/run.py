@@ -399,7 +399,7 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
 
     # The rest runs on ping-host alone: the other servers stop, except the
     # reuse-mode host (its counter check) and the hello host (its profile).
-    keep = {host, host_reuse, targets["hello: ping-host"][0]}
+    keep = {host, host_reuse, baseline, targets["hello: ping-host"][0]}
     for server in [s for s in started if s is not redis and s not in keep]:
         server.stop()
         started.remove(server)
@@ -407,6 +407,14 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
     ping_url = targets["ping-host /ping"][1]
     max_rps = max(results["points"][c]["ping-host /ping"]["rps"] for c in results["points"])
     results["half_max"] = {"qps": round(max_rps / 2), **oha(ping_url, 64, seconds=DURATION, qps=max_rps / 2)}
+    # The floor of that figure on this machine: the native hyper+INCR server
+    # at the same rate, with the same client.
+    host.pause()
+    baseline.resume()
+    results["half_max_hyper"] = oha(targets["hyper /ping"][1], 64, seconds=DURATION, qps=max_rps / 2)
+    baseline.stop()
+    started.remove(baseline)
+    host.resume()
 
     def counter_check(url: str) -> dict:
         redis_cmd(redis_port, "DEL", "ping")
@@ -418,7 +426,10 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
     if host_reuse:
         host.pause()
         host_reuse.resume()
-        results["counter_check_reuse"] = counter_check(targets[f"ping-host /ping reuse {REUSE}"][1])
+        reuse_url = targets[f"ping-host /ping reuse {REUSE}"][1]
+        reuse_max = max(results["points"][c][f"ping-host /ping reuse {REUSE}"]["rps"] for c in results["points"])
+        results["half_max_reuse"] = {"qps": round(reuse_max / 2), **oha(reuse_url, 64, seconds=DURATION, qps=reuse_max / 2)}
+        results["counter_check_reuse"] = counter_check(reuse_url)
         host_reuse.stop()
         started.remove(host_reuse)
         host.resume()
@@ -565,6 +576,10 @@ def report(results: dict, stem: str) -> str:
         f"- Cold start to the first 200 on `/ping`: {results['cold_start_ms']['warm_cache']} ms with the compilation cache, {results['cold_start_ms']['no_cache']} ms without (median of 5).",
         f"- Instantiation (store + instance, ping component): mean {results['instantiate']['mean_us']} µs, p50 {results['instantiate']['p50_us']} µs, p99 {results['instantiate']['p99_us']} µs over {results['instantiate']['instances']} instances.",
         f"- At half the maximum rate ({results['half_max']['qps']} req/s, 64 connections): p50 {results['half_max']['p50_ms']} ms, p99 {results['half_max']['p99_ms']} ms, p99.9 {results['half_max']['p999_ms']} ms.",
+        *([f"- The hyper+INCR server at that same rate (this machine's and the load generator's floor): p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms, p99.9 {h['p999_ms']} ms."]
+          if (h := results.get("half_max_hyper")) else []),
+        *([f"- `{' '.join(HOST_REUSE_FLAGS)}` at half its maximum rate ({h['qps']} req/s): p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms, p99.9 {h['p999_ms']} ms."]
+          if (h := results.get("half_max_reuse")) else []),
         f"- Counter check (20,000 `/ping` at 64 connections): {cc['successful']} successful, {cc['errors']} errors, counter {cc['counter']}: {'exact' if cc['exact'] else 'MISMATCH'}.",
         *([f"- Counter check with `{' '.join(HOST_REUSE_FLAGS)}`: {cr['successful']} successful, {cr['errors']} errors, counter {cr['counter']}: {'exact' if cr['exact'] else 'MISMATCH'}."]
           if (cr := results.get("counter_check_reuse")) else []),
