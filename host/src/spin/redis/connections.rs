@@ -2,8 +2,8 @@
 //!
 //! Guests open a connection per request (that is how Spin components are
 //! written), so the host keeps one multiplexed, self-reconnecting
-//! `ConnectionManager` per distinct address for the whole process and hands
-//! guests cheap clones of it. Spin instead opens a `MultiplexedConnection` per
+//! `ConnectionManager` per distinct address and serving thread for the whole
+//! process and hands guests cheap clones of it. Spin instead opens a `MultiplexedConnection` per
 //! instance; with a fresh instance per request that would be a TCP handshake
 //! (and an AUTH) per request.
 
@@ -87,9 +87,11 @@ impl From<&RedisArgs> for Timeouts {
 /// that first used it, so with one connection per address every command from
 /// the other serving threads woke that runtime and the reply woke the
 /// caller's (two cross-thread wake-ups, each an eventfd write and often a
-/// context switch, per command, as `strace` showed). Measured with
-/// `--instance-reuse 128` (`oha -c 64` on `/ping`, interleaved): see
-/// BENCHMARKS.md.
+/// context switch, per command, as `strace` showed). Measured together with
+/// idle-instance affinity (`oha -c 64` on `/ping`, three interleaved rounds):
+/// 17.0–17.3k → 17.7–19.8k req/s and 83–86 → 72–81 ms of CPU per 1,000
+/// requests with a fresh instance per request; no change beyond noise with
+/// `--instance-reuse 128` (BENCHMARKS.md).
 pub struct SharedConnections {
     timeouts: Timeouts,
     pub(crate) metrics: Arc<Metrics>,
