@@ -487,6 +487,47 @@ pub fn get(url: &str) -> Result<Reply> {
     request(&client(), "GET", url, &[])
 }
 
+/// `total` GETs of a counting route (`/ping`) from `connections` threads,
+/// each on its own keep-alive connection, spread as evenly as possible.
+/// Fails unless every answer is 200 with a count as its body, and unless the
+/// counts are exactly 1..=`total`, each once: none lost, none repeated.
+pub fn pings_are_exact_and_unique(url: &str, connections: usize, total: usize) -> Result<()> {
+    let threads: Vec<_> = (0..connections)
+        .map(|i| {
+            let url = url.to_owned();
+            let n = total / connections + usize::from(i < total % connections);
+            std::thread::spawn(move || -> Result<Vec<i64>> {
+                let c = client();
+                (0..n)
+                    .map(|_| {
+                        let r = request(&c, "GET", &url, &[])?;
+                        anyhow::ensure!(r.status == 200, "status {} body {}", r.status, r.body);
+                        Ok(r.body.trim().parse()?)
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    let mut counts = Vec::with_capacity(total);
+    for t in threads {
+        counts.extend(t.join().expect("a client thread panicked")?);
+    }
+    counts.sort_unstable();
+    let expected: Vec<i64> = (1..=total as i64).collect();
+    anyhow::ensure!(
+        counts == expected,
+        "{} answers, {} distinct, from {:?} to {:?}: not each of 1..={total} once",
+        counts.len(),
+        counts
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        counts.first(),
+        counts.last()
+    );
+    Ok(())
+}
+
 /// The text of `tests/fixtures/<name>.toml`, the test manifests shared by the
 /// end-to-end tests (placeholders not yet replaced).
 pub fn fixture(name: &str) -> Result<String> {

@@ -4,13 +4,12 @@
 //! the allow-list, and containment of a misbehaving instance (deadline, trap,
 //! memory) without failing the request that comes next.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use ping_e2e::{
-    Host, HostConfig, Redis, Registry, client, get, ping_host, request, wait_until, write_fixture,
+    Host, HostConfig, Redis, Registry, client, get, ping_host, pings_are_exact_and_unique, request,
+    wait_until, write_fixture,
 };
 
 /// ping-host serving tests/p3-ping against `redis`, with `extra` flags.
@@ -58,40 +57,10 @@ fn routes_answer_and_instances_are_reused() -> Result<()> {
 
 #[test]
 fn concurrent_pings_are_exact_and_unique() -> Result<()> {
-    const CONNECTIONS: usize = 64;
-    const TOTAL: usize = 2000;
     let redis = Redis::start()?;
     let (host, _dir) = p3_host(&redis, &[])?;
-    let url = host.url("/ping");
-    let seen = Arc::new(Mutex::new(Vec::with_capacity(TOTAL)));
-    let threads: Vec<_> = (0..CONNECTIONS)
-        .map(|i| {
-            let (url, seen) = (url.clone(), seen.clone());
-            let n = TOTAL / CONNECTIONS + usize::from(i < TOTAL % CONNECTIONS);
-            std::thread::spawn(move || -> Result<()> {
-                let c = client();
-                for _ in 0..n {
-                    let r = request(&c, "GET", &url, &[])?;
-                    ensure!(r.status == 200, "status {} body {}", r.status, r.body);
-                    seen.lock()
-                        .expect("lock")
-                        .push(r.body.trim().parse::<i64>()?);
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("thread")?;
-    }
-    let counts = seen.lock().expect("lock").clone();
-    assert_eq!(counts.len(), TOTAL);
-    assert_eq!(
-        counts.iter().collect::<HashSet<_>>().len(),
-        TOTAL,
-        "unique counts"
-    );
-    assert_eq!(redis.counter("ping")?, TOTAL as i64, "none lost");
+    pings_are_exact_and_unique(&host.url("/ping"), 64, 2000)?;
+    assert_eq!(redis.counter("ping")?, 2000, "none lost");
     Ok(())
 }
 
