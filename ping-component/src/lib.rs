@@ -51,9 +51,13 @@ fn handle(req: IncomingRequest, out: ResponseOutparam) {
     answer(&req).send(out);
 }
 
-/// What `req` gets, by method and path (the query is ignored).
+/// What `req` gets, by method and path (the query is ignored; a request
+/// without a path, such as `CONNECT`, is routed as `/`, as spin-sdk's
+/// `Request::path` does). No route takes a body, so the body is never read:
+/// ping-host refuses a declared `Content-Length` over `--max-body-kib` with
+/// 413 before the component runs.
 fn answer(req: &IncomingRequest) -> Answer {
-    let target = req.path_with_query().unwrap_or_default();
+    let target = req.path_with_query().unwrap_or_else(|| "/".to_owned());
     let path = target.split('?').next().unwrap_or_default();
     let method = req.method();
     // HEAD on a GET route (curl -I, load-balancer checks): the GET answer's

@@ -10,9 +10,10 @@ fn redis_outage_is_503_then_recovers_without_a_restart() -> anyhow::Result<()> {
     outage_then_recovery(&[])
 }
 
-/// The same with reused instances: the component keeps its Redis connection
-/// between requests only while it works, so the outage's 503s and the
-/// recovery look the same.
+/// The same with reused instances, which keep their Redis connection between
+/// requests: reuse changes neither the outage's 503s nor the recovery. (It
+/// cannot tell whether the component drops its connection after a failure:
+/// ping-host's connection reconnects by itself either way.)
 #[test]
 fn redis_outage_with_instance_reuse_is_503_then_recovers() -> anyhow::Result<()> {
     outage_then_recovery(&["--instance-reuse", "128"])

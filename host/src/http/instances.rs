@@ -92,7 +92,8 @@ pub(super) struct Instance {
     home: usize,
 }
 
-/// One component's idle instances, most recently used last.
+/// One component's idle instances, most recently used last (so the one idle
+/// longest comes first).
 pub(super) struct Instances {
     reuse: InstanceReuse,
     idle: Mutex<Vec<Instance>>,
@@ -114,15 +115,17 @@ impl Instances {
         let home = threads::current();
         if self.reuse.enabled() {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            // Oldest first: when the first has not timed out, none has.
+            let timeout = self.reuse.idle_timeout;
+            if idle
+                .first()
+                .is_some_and(|i| i.idle_since.elapsed() >= timeout)
+            {
+                idle.retain(|i| i.idle_since.elapsed() < timeout);
+            }
             let mine = idle.iter().rposition(|i| i.home == home);
             if let Some(at) = mine.or(idle.len().checked_sub(1)) {
-                let instance = idle.remove(at);
-                if instance.idle_since.elapsed() < self.reuse.idle_timeout {
-                    return instance;
-                }
-                // It timed out, and so has every instance idle for longer.
-                let timeout = self.reuse.idle_timeout;
-                idle.retain(|i| i.idle_since.elapsed() < timeout);
+                return idle.remove(at);
             }
         }
         Instance {

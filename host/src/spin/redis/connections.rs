@@ -1,9 +1,10 @@
 //! The process-wide cache of Redis connections, and how patient it is.
 //!
 //! Guests open a connection per request (that is how Spin components are
-//! written), so the host keeps one multiplexed, self-reconnecting
-//! `ConnectionManager` per distinct address and serving thread for the whole
-//! process and hands guests cheap clones of it. Spin instead opens a `MultiplexedConnection` per
+//! written; a reused instance may keep one), so the host keeps one
+//! multiplexed, self-reconnecting `ConnectionManager` per distinct address
+//! and serving thread for the whole process and hands guests cheap clones
+//! of it. Spin instead opens a `MultiplexedConnection` per
 //! instance; with a fresh instance per request that would be a TCP handshake
 //! (and an AUTH) per request.
 
@@ -19,7 +20,7 @@ use super::address::Address;
 use crate::metrics::Metrics;
 
 /// Distinct addresses each thread keeps connections for; beyond this, a
-/// connection lives only as long as the request that opened it.
+/// connection lives only as long as the guest's handle on it.
 const MAX_CACHED_ADDRESSES: usize = 64;
 
 /// How patient the host is with Redis.
