@@ -47,10 +47,10 @@ pub struct InstanceReuse {
     pub idle_timeout: Duration,
     /// Requests one WASIp3 instance serves before it is dropped (at least 1;
     /// Spin 4.1's default is 128).
-    pub p3_max_requests: usize,
+    pub p3_max_requests: u32,
     /// Requests one WASIp3 instance serves at once (at least 1; Spin 4.1's
     /// default is 16).
-    pub p3_max_concurrent: usize,
+    pub p3_max_concurrent: u32,
 }
 
 impl InstanceReuse {

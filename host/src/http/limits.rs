@@ -129,13 +129,13 @@ pub struct HttpArgs {
     /// Requests one WASIp3 (spin-sdk 7) component instance serves before it
     /// is dropped (Spin 4.1's flag and default).
     #[arg(long, value_name = "N", default_value_t = InstanceReuse::DEFAULT.p3_max_requests,
-          value_parser = at_least_one)]
-    max_instance_reuse_count: usize,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_instance_reuse_count: u32,
     /// Requests one WASIp3 (spin-sdk 7) component instance serves at once
     /// (Spin 4.1's flag and default).
     #[arg(long, value_name = "N", default_value_t = InstanceReuse::DEFAULT.p3_max_concurrent,
-          value_parser = at_least_one)]
-    max_instance_concurrent_reuse_count: usize,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_instance_concurrent_reuse_count: u32,
     /// How long an instance kept for reuse (by --instance-reuse, or any
     /// WASIp3 one) waits idle for its next request before it is dropped.
     #[arg(long, value_name = "DURATION", value_parser = positive_duration,
@@ -212,13 +212,4 @@ fn positive_duration(text: &str) -> Result<humantime::Duration, String> {
         return Err("must be more than zero".into());
     }
     Ok(d)
-}
-
-/// A count of at least 1.
-fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
 }

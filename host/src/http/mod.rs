@@ -118,24 +118,13 @@ impl HttpServer {
                     let mut component = engine.prepare(app, id, vars, &redis)?;
                     let p3 = match component.world().clone() {
                         World::P2(_) => None,
-                        World::P3(pre) => Some({
-                            let reuse = settings.reuse;
-                            tracing::info!(
-                                component = id.as_str(),
-                                max_reuse = reuse.p3_max_requests,
-                                max_concurrent = reuse.p3_max_concurrent,
-                                idle_timeout = ?reuse.idle_timeout,
-                                "WASIp3 component (wasi:http/handler@0.3.0): instances are reused"
-                            );
-                            component.serve_concurrently(reuse.p3_max_concurrent);
-                            P3Handler::new(
-                                component.clone(),
-                                pre,
-                                reuse,
-                                settings.limits.deadline,
-                                metrics.clone(),
-                            )
-                        }),
+                        World::P3(pre) => Some(P3Handler::new(
+                            &mut component,
+                            pre,
+                            settings.reuse,
+                            settings.limits.deadline,
+                            metrics.clone(),
+                        )),
                     };
                     components.push(Served {
                         component,

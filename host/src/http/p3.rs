@@ -46,17 +46,26 @@ pub(super) struct P3Handler(ProxyHandler<Instances>);
 
 impl P3Handler {
     /// Workers for `component` (whose pre-linked instance is `pre`; its stores
-    /// come from the WASIp3 engine), reused
-    /// as `reuse` says, each request held to `deadline`.
+    /// come from the WASIp3 engine), reused as `reuse` says, each request
+    /// held to `deadline`. Raises `component`'s Redis connection cap for the
+    /// requests one instance serves at once, and logs how it is served.
     pub(super) fn new(
-        component: ComponentPre,
+        component: &mut ComponentPre,
         pre: ServicePre<HostState>,
         reuse: InstanceReuse,
         deadline: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
+        tracing::info!(
+            component = &**component.id(),
+            max_reuse = reuse.p3_max_requests,
+            max_concurrent = reuse.p3_max_concurrent,
+            idle_timeout = ?reuse.idle_timeout,
+            "WASIp3 component (wasi:http/handler@0.3.0): instances are reused"
+        );
+        component.serve_concurrently(reuse.p3_max_concurrent as usize);
         P3Handler(ProxyHandler::new(Instances {
-            component,
+            component: component.clone(),
             pre,
             reuse,
             deadline: retire_after(deadline),
@@ -190,9 +199,9 @@ impl WorkerState for Worker {
     type RequestData = ();
 
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
-        if total >= self.reuse.p3_max_requests {
+        if total >= self.reuse.p3_max_requests as usize {
             ShouldAccept::Never
-        } else if concurrent >= self.reuse.p3_max_concurrent {
+        } else if concurrent >= self.reuse.p3_max_concurrent as usize {
             ShouldAccept::No
         } else {
             ShouldAccept::Yes

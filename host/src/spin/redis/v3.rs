@@ -59,6 +59,17 @@ async fn run<T, R: redis::FromRedisValue>(
         .map_err(redis_error_v3)
 }
 
+/// Runs the typed command `name` with `args`: `name` is both the Redis
+/// command and its metric label, as in the 2.0.0 interface's `call`.
+async fn call<T, R: redis::FromRedisValue>(
+    accessor: &Accessor<T, RedisHostV3>,
+    conn: &Resource<Connection>,
+    name: &'static str,
+    args: impl FnOnce(&mut redis::Cmd) -> &mut redis::Cmd,
+) -> Result<R, RedisErrorV3> {
+    run(accessor, conn, name, command(name, args)).await
+}
+
 impl<T> wit::HostConnectionWithStore<T> for RedisHostV3 {
     async fn open(
         accessor: &Accessor<T, Self>,
@@ -79,8 +90,7 @@ impl<T> wit::HostConnectionWithStore<T> for RedisHostV3 {
         channel: String,
         payload: Vec<u8>,
     ) -> Result<(), RedisErrorV3> {
-        let cmd = command("PUBLISH", |c| c.arg(channel).arg(payload));
-        run::<T, i64>(accessor, &conn, "PUBLISH", cmd)
+        call::<T, i64>(accessor, &conn, "PUBLISH", |c| c.arg(channel).arg(payload))
             .await
             .map(drop)
     }
@@ -90,7 +100,7 @@ impl<T> wit::HostConnectionWithStore<T> for RedisHostV3 {
         conn: Resource<Connection>,
         key: String,
     ) -> Result<Option<Vec<u8>>, RedisErrorV3> {
-        run(accessor, &conn, "GET", command("GET", |c| c.arg(key))).await
+        call(accessor, &conn, "GET", |c| c.arg(key)).await
     }
 
     async fn set(
@@ -99,8 +109,9 @@ impl<T> wit::HostConnectionWithStore<T> for RedisHostV3 {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), RedisErrorV3> {
-        let cmd = command("SET", |c| c.arg(key).arg(value));
-        run::<T, Value>(accessor, &conn, "SET", cmd).await.map(drop)
+        call::<T, Value>(accessor, &conn, "SET", |c| c.arg(key).arg(value))
+            .await
+            .map(drop)
     }
 
     async fn incr(
@@ -108,7 +119,7 @@ impl<T> wit::HostConnectionWithStore<T> for RedisHostV3 {
         conn: Resource<Connection>,
         key: String,
     ) -> Result<i64, RedisErrorV3> {
-        run(accessor, &conn, "INCR", command("INCR", |c| c.arg(key))).await
+        call(accessor, &conn, "INCR", |c| c.arg(key)).await
     }
 
     async fn del(
@@ -116,7 +127,7 @@ impl<T> wit::HostConnectionWithStore<T> for RedisHostV3 {
         conn: Resource<Connection>,
         keys: Vec<String>,
     ) -> Result<u32, RedisErrorV3> {
-        run(accessor, &conn, "DEL", command("DEL", |c| c.arg(keys))).await
+        call(accessor, &conn, "DEL", |c| c.arg(keys)).await
     }
 
     async fn sadd(
@@ -125,8 +136,7 @@ impl<T> wit::HostConnectionWithStore<T> for RedisHostV3 {
         key: String,
         values: Vec<String>,
     ) -> Result<u32, RedisErrorV3> {
-        let cmd = command("SADD", |c| c.arg(key).arg(values));
-        run(accessor, &conn, "SADD", cmd).await
+        call(accessor, &conn, "SADD", |c| c.arg(key).arg(values)).await
     }
 
     async fn smembers(
@@ -134,8 +144,7 @@ impl<T> wit::HostConnectionWithStore<T> for RedisHostV3 {
         conn: Resource<Connection>,
         key: String,
     ) -> Result<Vec<String>, RedisErrorV3> {
-        let cmd = command("SMEMBERS", |c| c.arg(key));
-        run(accessor, &conn, "SMEMBERS", cmd).await
+        call(accessor, &conn, "SMEMBERS", |c| c.arg(key)).await
     }
 
     async fn srem(
@@ -144,8 +153,7 @@ impl<T> wit::HostConnectionWithStore<T> for RedisHostV3 {
         key: String,
         values: Vec<String>,
     ) -> Result<u32, RedisErrorV3> {
-        let cmd = command("SREM", |c| c.arg(key).arg(values));
-        run(accessor, &conn, "SREM", cmd).await
+        call(accessor, &conn, "SREM", |c| c.arg(key).arg(values)).await
     }
 
     async fn execute(
