@@ -138,11 +138,12 @@ impl Instances {
     }
 
     /// Called after a request's guest call succeeded: keeps the instance for
-    /// the next request unless it has served its N.
-    pub fn checkin(&self, mut instance: Instance) {
+    /// the next request unless it has served its N; a retired instance is
+    /// given back for the caller to drop.
+    pub fn checkin(&self, mut instance: Instance) -> Option<Instance> {
         instance.served += 1;
         if instance.served >= self.reuse.max_requests || instance.proxy.is_none() {
-            return;
+            return Some(instance);
         }
         instance.idle_since = Instant::now();
         instance.home = threads::current();
@@ -150,6 +151,7 @@ impl Instances {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(instance);
+        None
     }
 
     /// Drops the instances idle for longer than the timeout; returns how many
