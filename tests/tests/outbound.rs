@@ -127,3 +127,57 @@ fn allowed_outbound_hosts_cannot_be_bypassed_through_the_component() -> anyhow::
     anyhow::ensure!(redis.counter("ping")? == 0, "something reached Redis");
     Ok(())
 }
+
+/// ping-host keeps each address string a guest opened, parsed, for the next
+/// request on the same serving thread; the allow-list check still runs per
+/// component on every open. One thread, two components: `trusted` may reach
+/// Redis and opens it first, then `other`, which may not, opens the same
+/// address string and is refused every time.
+#[test]
+fn an_address_another_component_opened_stays_refused() -> anyhow::Result<()> {
+    let redis = Redis::start()?;
+    let address = format!("redis://127.0.0.1:{}", redis.port);
+    let dir = tempfile::tempdir()?;
+    let manifest = ping_e2e::write_manifest(
+        dir.path(),
+        &format!(
+            "spin_manifest_version = 2\n\
+             [application]\nname = \"two\"\n\
+             [[trigger.http]]\nroute = \"/trusted/...\"\ncomponent = \"trusted\"\n\
+             [[trigger.http]]\nroute = \"/other/...\"\ncomponent = \"other\"\n\
+             [component.trusted]\nsource = \"@MISBEHAVE_WASM@\"\n\
+             allowed_outbound_hosts = [\"{address}\"]\n\
+             [component.other]\nsource = \"@MISBEHAVE_WASM@\"\n"
+        ),
+    )?;
+    let host = Host::start(
+        &HostConfig::default()
+            .manifest(manifest)
+            .arg("--threads")
+            .arg("1"),
+    )?;
+    let client = ping_e2e::client();
+    let open = |path: &str| {
+        ping_e2e::request(
+            &client,
+            "GET",
+            &host.url(path),
+            &[("x-redis", &address), ("x-redis-op", "incr opened")],
+        )
+    };
+    for round in 1..=3 {
+        let trusted = open("/trusted/x")?;
+        assert_eq!(trusted.body, format!("Ok({round})"), "{trusted:?}");
+        let other = open("/other/x")?;
+        assert_eq!(
+            other.body, "open: Error::InvalidAddress",
+            "round {round}: {other:?}"
+        );
+    }
+    assert_eq!(
+        redis.counter("opened")?,
+        3,
+        "only the trusted component's INCRs"
+    );
+    Ok(())
+}

@@ -70,18 +70,29 @@ impl RedisCtx {
     /// `open` for both interface versions: the allow-list check, the
     /// per-instance cap, then a handle on the shared connection (which does
     /// not dial), pushed to the instance's `table`.
-    fn open(&mut self, table: &mut ResourceTable, address: &str) -> Result<u32, RedisError> {
-        let address = self.check(address)?;
+    fn open(&mut self, table: &mut ResourceTable, raw: &str) -> Result<u32, RedisError> {
+        let opened = match self.connections.cached(raw) {
+            Some(opened) => {
+                self.check(&opened.address)?;
+                opened
+            }
+            None => {
+                let address = Arc::new(self.parse(raw)?);
+                self.check(&address)?;
+                self.connections
+                    .connection(raw, &address)
+                    .map_err(|e| guest_error(&address, &self.component, "open", e).0)?
+            }
+        };
         if self.open >= self.max_open {
             return Err(Error::TooManyConnections.into());
         }
-        let conn = self
-            .connections
-            .connection(&address)
-            .map_err(|e| guest_error(&address, &self.component, "open", e).0)?;
         self.open += 1;
         let entry = table
-            .push(RedisConnection { conn, address })
+            .push(RedisConnection {
+                conn: opened.conn,
+                address: opened.address,
+            })
             .map_err(RedisError::trap)?;
         Ok(entry.rep())
     }
@@ -96,28 +107,32 @@ impl RedisCtx {
     /// Counts a finished command and maps its failure for the guest.
     fn finish<T>(
         &self,
-        address: impl FnOnce() -> Result<Address, RedisError>,
+        address: &Address,
         name: &'static str,
         started: Instant,
         result: redis::RedisResult<T>,
     ) -> Result<T, RedisError> {
         let metrics = &self.connections.metrics;
         metrics.redis_command(name, started.elapsed());
-        result.or_else(|e| {
-            let (error, reason) = guest_error(&address()?, &self.component, name, e);
+        result.map_err(|e| {
+            let (error, reason) = guest_error(address, &self.component, name, e);
             metrics.redis_error(name, reason);
-            Err(error.into())
+            error.into()
+        })
+    }
+
+    /// The guest's address string, parsed (refused as `invalid-address`).
+    fn parse(&self, raw: &str) -> Result<Address, Error> {
+        Address::parse(raw).map_err(|e| {
+            tracing::warn!(component = &*self.component, "redis address refused: {e}");
+            Error::InvalidAddress
         })
     }
 
     /// The allow-list check: the parsed destination must be in the
     /// component's `allowed_outbound_hosts` (never re-parsed, never resolved).
-    fn check(&self, address: &str) -> Result<Address, Error> {
+    fn check(&self, address: &Address) -> Result<(), Error> {
         let component = &*self.component;
-        let address = Address::parse(address).map_err(|e| {
-            tracing::warn!(component, "redis address refused: {e}");
-            Error::InvalidAddress
-        })?;
         if !self.allowed.allows(&address.destination) {
             tracing::warn!(
                 component,
@@ -126,7 +141,7 @@ impl RedisCtx {
             );
             return Err(Error::InvalidAddress);
         }
-        Ok(address)
+        Ok(())
     }
 }
 
@@ -134,7 +149,7 @@ impl RedisCtx {
 /// index of the guest's `connection` handle.
 struct RedisConnection {
     conn: ConnectionManager,
-    address: Address,
+    address: Arc<Address>,
 }
 
 /// What the generated host traits are implemented on.
@@ -227,18 +242,11 @@ impl RedisView<'_> {
         idempotent: bool,
         cmd: &redis::Cmd,
     ) -> Result<T, RedisError> {
-        let manager = connection(self.table, conn.rep())?.conn.clone();
+        let opened = connection(self.table, conn.rep())?;
+        let (manager, address) = (opened.conn.clone(), opened.address.clone());
         let started = Instant::now();
         let result = send(manager, cmd, idempotent).await;
-        // The address is looked up again only on failure: cloning it (host,
-        // user, password) for every command would allocate per request.
-        let table = &*self.table;
-        self.ctx.finish(
-            || Ok(connection(table, conn.rep())?.address.clone()),
-            name,
-            started,
-            result,
-        )
+        self.ctx.finish(&address, name, started, result)
     }
 }
 

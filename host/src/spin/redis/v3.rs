@@ -40,22 +40,16 @@ async fn run<T, R: redis::FromRedisValue>(
     (cmd, idempotent): (redis::Cmd, bool),
 ) -> Result<R, RedisErrorV3> {
     let rep = conn.rep();
-    let manager = accessor
-        .with(|mut access| Ok(connection(access.get().table, rep)?.conn.clone()))
+    let (manager, address) = accessor
+        .with(|mut access| {
+            let opened = connection(access.get().table, rep)?;
+            Ok((opened.conn.clone(), opened.address.clone()))
+        })
         .map_err(redis_error_v3)?;
     let started = Instant::now();
     let result = send(manager, &cmd, idempotent).await;
     accessor
-        .with(|mut access| {
-            let view = access.get();
-            let table = &*view.table;
-            view.ctx.finish(
-                || Ok(connection(table, rep)?.address.clone()),
-                name,
-                started,
-                result,
-            )
-        })
+        .with(|mut access| access.get().ctx.finish(&address, name, started, result))
         .map_err(redis_error_v3)
 }
 
