@@ -2,7 +2,7 @@
 //!
 //! Guests open a connection per request (that is how Spin components are
 //! written; a reused instance may keep one), so the host keeps one
-//! multiplexed, self-reconnecting `ConnectionManager` per distinct address
+//! multiplexed, self-reconnecting `ConnectionManager` per address string
 //! and serving thread for the whole process and hands guests cheap clones
 //! of it. Spin instead opens a `MultiplexedConnection` per
 //! instance; with a fresh instance per request that would be a TCP handshake
@@ -19,7 +19,7 @@ use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use super::address::Address;
 use crate::metrics::Metrics;
 
-/// Distinct addresses each thread keeps connections for; beyond this, a
+/// Address strings each thread keeps connections for; beyond this, a
 /// connection lives only as long as the guest's handle on it.
 const MAX_CACHED_ADDRESSES: usize = 64;
 
@@ -80,9 +80,9 @@ impl From<&RedisArgs> for Timeouts {
     }
 }
 
-/// One connection per distinct address and thread, shared by every instance
-/// on that thread (not a pool: each entry is a single multiplexed
-/// connection).
+/// One connection per address string (as guests write it) and thread,
+/// shared by every instance on that thread (not a pool: each entry is a
+/// single multiplexed connection), with the address parsed once.
 ///
 /// Why per thread: a multiplexed connection's driver task runs on the runtime
 /// that first used it, so with one connection per address every command from
