@@ -166,6 +166,28 @@ fn excess_requests_wait_then_get_503_with_retry_after() -> Result<()> {
     Ok(())
 }
 
+/// A finished instance frees its pool slot on a task of its own, after its
+/// answer has gone out (`executor::retire_later`); the request already
+/// waiting behind it on the same connection (HTTP/1.1 pipelining) must find
+/// that slot free, even with a pool of one and `--queue-wait 0s`.
+#[test]
+fn pipelined_requests_on_a_pool_of_one_are_all_served() -> Result<()> {
+    let (_dir, host, _) = misbehaving_host(&["--max-instances", "1", "--queue-wait", "0s"])?;
+    let mut stream = TcpStream::connect(("127.0.0.1", host.port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let one = "GET /ok HTTP/1.1\r\nHost: ping\r\n\r\n";
+    let last = "GET /ok HTTP/1.1\r\nHost: ping\r\nConnection: close\r\n\r\n";
+    stream.write_all(format!("{one}{one}{one}{last}").as_bytes())?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    let statuses: Vec<&str> = reply
+        .match_indices("HTTP/1.1 ")
+        .filter_map(|(at, _)| reply.get(at + 9..at + 12))
+        .collect();
+    ensure!(statuses == ["200"; 4], "{statuses:?} in {reply:?}");
+    Ok(())
+}
+
 /// Writes `raw` on a fresh connection and returns the status line's code.
 fn raw_status(host: &Host, raw: &[u8]) -> Result<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", host.port))?;

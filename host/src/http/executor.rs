@@ -26,9 +26,9 @@ type Answer = Result<Response<Body>, ErrorCode>;
 /// Lets an instance of `component` answer `req`: an idle one from
 /// `instances` when reuse is on, else a fresh one. `admission` (the
 /// instance's pool slot) is held until the guest has finished, even when its
-/// body outlives this call, and its instance is gone; a successful instance
-/// goes back to `instances`, a retired one is dropped after the answer has
-/// gone out ([`retire_later`]).
+/// body outlives this call: then a successful instance goes back to
+/// `instances` and frees the slot, and a retired one is dropped after the
+/// answer has gone out, freeing the slot after it ([`retire_later`]).
 pub(super) async fn execute(
     engine: &Engine,
     component: &ComponentPre,
@@ -53,11 +53,16 @@ pub(super) async fn execute(
             ))
         });
     let (request, outparam) = resources.map_err(|e| Refusal::guest(e.into()))?;
+    let mut lease = Lease {
+        instance,
+        admission,
+    };
     let pre = component.pre().clone();
     let id = component.id().clone();
     let metrics = metrics.clone();
     let instances = instances.clone();
     let guest = async move {
+        let instance = &mut lease.instance;
         if instance.proxy.is_none() {
             let instantiating = Instant::now();
             instance.proxy = Some(pre.instantiate_async(&mut instance.store).await?);
@@ -72,13 +77,16 @@ pub(super) async fn execute(
             // A failed instance (trap, memory limit) is never reused.
             Err(e) => {
                 tracing::error!(component = &*id, "guest failed: {e:?}");
-                retire_later(instance, admission);
+                retire_later(lease);
             }
-            Ok(()) => {
-                if let Some(retired) = instances.checkin(instance) {
-                    retire_later(retired, admission);
-                }
-            }
+            Ok(()) => match instances.checkin(lease.instance) {
+                Some(retired) => retire_later(Lease {
+                    instance: retired,
+                    admission: lease.admission,
+                }),
+                // Kept for the next request: its slot is free until then.
+                None => drop(lease.admission),
+            },
         }
         called
     };
@@ -86,22 +94,27 @@ pub(super) async fn execute(
     conclude(answered, &overflowed, &unreadable, limits)
 }
 
-/// Drops a finished instance, then frees its pool slot (`admission`), on a
-/// task of its own on this thread, so that the answer goes out first and the
-/// requests already waiting run before the teardown.
+/// An instance and its pool slot, for one request. Fields drop in
+/// declaration order, so on every path (answered, failed, past the deadline,
+/// the client gone) the instance is gone before its slot is freed and a
+/// request admitted next always finds room in the pool.
+struct Lease {
+    instance: Instance,
+    admission: Admission,
+}
+
+/// Drops a finished instance, then frees its pool slot, on a task of its own
+/// on this thread, so that the answer goes out first and the requests
+/// already waiting run before the teardown.
 ///
 /// Why: dropping a store (resetting the instance's memory, freeing its
 /// tables) was ~8 % of ping-host's CPU samples at 9,900 `/ping` req/s, and
 /// it sat between the guest's return and the response write. Measured with a
 /// fresh instance per request (`oha -c 64`, four interleaved rounds at 9,900
 /// req/s): p99 2.32–2.86 → 2.12–2.55 ms and 83–88 → 78–84 ms of CPU per
-/// 1,000 requests (BENCHMARKS.md). The slot is freed only after the instance
-/// is gone, so a request admitted next always finds room in the pool.
-fn retire_later(instance: Instance, admission: Admission) {
-    tokio::spawn(async move {
-        drop(instance);
-        drop(admission);
-    });
+/// 1,000 requests (BENCHMARKS.md).
+fn retire_later(lease: Lease) {
+    tokio::spawn(async move { drop(lease) });
 }
 
 /// The client's answer from the guest's (either generation's): a body cut off

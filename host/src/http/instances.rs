@@ -22,9 +22,12 @@
 //! by that thread's runtime; only when its thread has none idle does it take
 //! another thread's.
 //!
-//! Capacity: an instance is either idle here or held by an admitted request,
-//! and a fresh one is created only when none is idle, so instances never
-//! outnumber `--max-instances` (the pool's size).
+//! Capacity: an instance is idle here, held by an admitted request, or being
+//! dropped with its request's slot (`executor::retire_later`), and a fresh
+//! one is created only when none is idle, so one component's instances never
+//! outnumber `--max-instances` (the pool's size). With reuse on and several
+//! components, idle instances hold no admission slot, so one component's idle
+//! instances can fill pool slots another component's request then lacks.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

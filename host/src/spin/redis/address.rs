@@ -3,8 +3,6 @@
 //! `factor-outbound-redis` `allowed_hosts` check, done on the parsed host so
 //! that user info or odd IP spellings cannot smuggle another destination).
 
-use std::hash::{Hash, Hasher};
-
 use percent_encoding::percent_decode_str;
 
 use crate::allowed_hosts::{Destination, canonical_host};
@@ -16,17 +14,6 @@ pub(crate) struct Address {
     pub(crate) db: i64,
     pub(crate) username: Option<String>,
     pub(crate) password: Option<String>,
-}
-
-impl Hash for Address {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.destination.scheme.hash(state);
-        self.destination.host.hash(state);
-        self.destination.port.hash(state);
-        self.db.hash(state);
-        self.username.hash(state);
-        self.password.hash(state);
-    }
 }
 
 /// Never prints credentials.

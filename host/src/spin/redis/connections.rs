@@ -133,17 +133,18 @@ impl SharedConnections {
         &self,
         raw: &str,
         address: &Arc<Address>,
-    ) -> redis::RedisResult<Opened> {
+    ) -> redis::RedisResult<ConnectionManager> {
+        let conn = self.manager(address)?;
         let opened = Opened {
-            conn: self.manager(address)?,
+            conn: conn.clone(),
             address: address.clone(),
         };
         let mut threads = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         let map = threads.entry(std::thread::current().id()).or_default();
         if map.len() < MAX_CACHED_ADDRESSES {
-            map.insert(raw.to_owned(), opened.clone());
+            map.insert(raw.to_owned(), opened);
         }
-        Ok(opened)
+        Ok(conn)
     }
 
     fn manager(&self, address: &Address) -> redis::RedisResult<ConnectionManager> {

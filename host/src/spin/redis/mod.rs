@@ -67,32 +67,30 @@ impl RedisCtx {
         }
     }
 
-    /// `open` for both interface versions: the allow-list check, the
-    /// per-instance cap, then a handle on the shared connection (which does
-    /// not dial), pushed to the instance's `table`.
+    /// `open` for both interface versions: the address (parsed once per
+    /// string and serving thread), the allow-list check, the per-instance
+    /// cap, then a handle on the shared connection (which does not dial),
+    /// pushed to the instance's `table`.
     fn open(&mut self, table: &mut ResourceTable, raw: &str) -> Result<u32, RedisError> {
-        let opened = match self.connections.cached(raw) {
-            Some(opened) => {
-                self.check(&opened.address)?;
-                opened
-            }
-            None => {
-                let address = Arc::new(self.parse(raw)?);
-                self.check(&address)?;
-                self.connections
-                    .connection(raw, &address)
-                    .map_err(|e| guest_error(&address, &self.component, "open", e).0)?
-            }
+        let cached = self.connections.cached(raw);
+        let address = match &cached {
+            Some(opened) => opened.address.clone(),
+            None => Arc::new(self.parse(raw)?),
         };
+        self.check(&address)?;
         if self.open >= self.max_open {
             return Err(Error::TooManyConnections.into());
         }
+        let conn = match cached {
+            Some(opened) => opened.conn,
+            None => self
+                .connections
+                .connection(raw, &address)
+                .map_err(|e| guest_error(&address, &self.component, "open", e).0)?,
+        };
         self.open += 1;
         let entry = table
-            .push(RedisConnection {
-                conn: opened.conn,
-                address: opened.address,
-            })
+            .push(RedisConnection { conn, address })
             .map_err(RedisError::trap)?;
         Ok(entry.rep())
     }
