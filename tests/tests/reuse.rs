@@ -99,35 +99,3 @@ fn instance_reuse_zero_is_refused_with_the_flag_named() -> Result<()> {
     ensure!(output.contains("--instance-reuse"), "{output}");
     Ok(())
 }
-
-/// With reuse on and two components, one component's idle instance must not
-/// keep the other's requests out of a pool of one: the idle instance gives
-/// its slot up. `/served` restarts at 1 for each new instance.
-#[test]
-fn an_idle_instance_gives_its_pool_slot_to_another_component() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let manifest = ping_e2e::write_manifest(
-        dir.path(),
-        "spin_manifest_version = 2\n\
-         [application]\nname = \"two\"\n\
-         [[trigger.http]]\nroute = \"/served\"\ncomponent = \"a\"\n\
-         [[trigger.http]]\nroute = \"/ok\"\ncomponent = \"b\"\n\
-         [component.a]\nsource = \"@MISBEHAVE_WASM@\"\n\
-         [component.b]\nsource = \"@MISBEHAVE_WASM@\"\n",
-    )?;
-    let config = HostConfig::default()
-        .manifest(manifest)
-        .arg("--instance-reuse")
-        .arg("8")
-        .arg("--max-instances")
-        .arg("1");
-    let host = Host::start(&config)?;
-    let mut bodies = Vec::new();
-    for path in ["/served", "/served", "/ok", "/served"] {
-        let reply = get(&host.url(path))?;
-        ensure!(reply.status == 200, "{path}: {reply:?}");
-        bodies.push(reply.body.trim().to_owned());
-    }
-    ensure!(bodies == ["1", "2", "ok", "1"], "{bodies:?}");
-    Ok(())
-}

@@ -18,14 +18,6 @@ pub(super) struct Admission {
     _gauge: InstanceInUse,
 }
 
-impl Admission {
-    /// The slot alone, for an instance that goes idle (`--instance-reuse`):
-    /// it keeps its place in the pool but is no longer in use.
-    pub(super) fn into_slot(self) -> OwnedSemaphorePermit {
-        self._permit
-    }
-}
-
 /// The instance pool's slots.
 pub(super) struct Slots {
     permits: Arc<Semaphore>,
@@ -41,32 +33,15 @@ impl Slots {
         }
     }
 
-    /// The admission of a request that takes over an idle instance's `slot`.
-    pub(super) fn resume(&self, slot: OwnedSemaphorePermit, metrics: &Arc<Metrics>) -> Admission {
-        Admission {
-            _permit: slot,
-            _gauge: metrics.instance(),
-        }
-    }
-
-    /// A slot at once, or `None` when the pool is full.
-    pub(super) fn admit_now(&self, metrics: &Arc<Metrics>) -> Option<Admission> {
-        let permit = self.permits.clone().try_acquire_owned().ok()?;
-        Some(Admission {
-            _permit: permit,
-            _gauge: metrics.instance(),
-        })
-    }
-
     /// A slot, or `None` when none freed up within the queue wait.
     pub(super) async fn admit(&self, metrics: &Arc<Metrics>) -> Option<Admission> {
-        if let Some(admission) = self.admit_now(metrics) {
-            return Some(admission);
-        }
-        let permit = tokio::time::timeout(self.queue_wait, self.permits.clone().acquire_owned())
-            .await
-            .ok()?
-            .ok()?;
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => tokio::time::timeout(self.queue_wait, self.permits.clone().acquire_owned())
+                .await
+                .ok()?
+                .ok()?,
+        };
         Some(Admission {
             _permit: permit,
             _gauge: metrics.instance(),

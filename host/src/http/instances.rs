@@ -22,22 +22,19 @@
 //! by that thread's runtime; only when its thread has none idle does it take
 //! another thread's.
 //!
-//! Capacity: every instance holds one of the pool's slots (`admission`):
-//! while a request uses it, while it is being dropped
-//! (`executor::retire_later`), and while it sits idle here, so instances
-//! never outnumber `--max-instances` (the pool's size), across components. A
-//! request that finds every slot taken first makes the idle instances give
-//! theirs up (`drop_idle`), then waits; a request that takes an idle instance
-//! takes its slot with it (`HttpServer::lease`).
+//! Capacity: an instance is idle here, held by an admitted request, or being
+//! dropped with its request's slot (`executor::retire_later`), and a fresh
+//! one is created only when none is idle, so one component's instances never
+//! outnumber `--max-instances` (the pool's size). With reuse on and several
+//! components, idle instances hold no admission slot, so one component's idle
+//! instances can fill pool slots another component's request then lacks.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 
-use super::admission::Admission;
 use super::threads;
 use crate::engine::{ComponentPre, Engine, HostState};
 
@@ -96,24 +93,6 @@ pub(super) struct Instance {
     idle_since: Instant,
     /// The serving thread that last used it (`threads::current`).
     home: usize,
-    /// Its pool slot while it is idle (last, so it is freed after the store).
-    idle_slot: Option<OwnedSemaphorePermit>,
-}
-
-impl Instance {
-    /// The pool slot an idle instance kept, for the request that takes it.
-    pub fn take_idle_slot(&mut self) -> Option<OwnedSemaphorePermit> {
-        self.idle_slot.take()
-    }
-}
-
-/// An instance and its pool slot, for one request. Fields drop in
-/// declaration order, so on every path (answered, failed, past the deadline,
-/// the client gone) the instance is gone before its slot is freed and a
-/// request admitted next always finds room in the pool.
-pub(super) struct Lease {
-    pub instance: Instance,
-    pub admission: Admission,
 }
 
 /// One component's idle instances, most recently used last (so the one idle
@@ -133,8 +112,7 @@ impl Instances {
     }
 
     /// The most recently used idle instance this serving thread left (else
-    /// another thread's) that has not timed out, with its pool slot
-    /// (`Instance::take_idle_slot`), else a fresh store, without one. Without
+    /// another thread's) that has not timed out, else a fresh store. Without
     /// reuse this never takes the lock.
     pub fn checkout(&self, engine: &Engine, component: &ComponentPre) -> Instance {
         let home = threads::current();
@@ -159,39 +137,24 @@ impl Instances {
             served: 0,
             idle_since: Instant::now(),
             home,
-            idle_slot: None,
         }
     }
 
-    /// Called after a request's guest call succeeded: keeps the instance,
-    /// with its slot, for the next request unless it has served its N; a
-    /// retired one is given back for the caller to drop.
-    pub fn checkin(&self, lease: Lease) -> Option<Lease> {
-        let Lease {
-            mut instance,
-            admission,
-        } = lease;
+    /// Called after a request's guest call succeeded: keeps the instance for
+    /// the next request unless it has served its N; a retired instance is
+    /// given back for the caller to drop.
+    pub fn checkin(&self, mut instance: Instance) -> Option<Instance> {
         instance.served += 1;
         if instance.served >= self.reuse.max_requests || instance.proxy.is_none() {
-            return Some(Lease {
-                instance,
-                admission,
-            });
+            return Some(instance);
         }
         instance.idle_since = Instant::now();
         instance.home = threads::current();
-        instance.idle_slot = Some(admission.into_slot());
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(instance);
         None
-    }
-
-    /// Drops every idle instance, freeing their slots (a request found the
-    /// pool full).
-    pub fn drop_idle(&self) {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Drops the instances idle for longer than the timeout; returns how many

@@ -29,10 +29,10 @@ use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpListener;
 
-use self::admission::{Admission, Slots};
+use self::admission::Slots;
 use self::headers::Target;
 pub use self::instances::InstanceReuse;
-use self::instances::{Instances, Lease};
+use self::instances::Instances;
 pub use self::limits::{DEFAULT_DRAIN, HttpArgs, RequestLimits};
 use self::p3::P3Handler;
 pub(crate) use self::refusal::{Refusal, text_response};
@@ -319,60 +319,30 @@ impl HttpServer {
         served: &Served,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, Refusal> {
-        match &served.p3 {
-            Some(handler) => {
-                let admission = self.admit().await?;
-                served.requests.inc();
-                self.within_deadline(p3::execute(handler, req, admission, &self.limits))
+        let admission = self.slots.admit(&self.metrics).await.ok_or(Refusal::Busy)?;
+        served.requests.inc();
+        let run = async {
+            match &served.p3 {
+                Some(handler) => p3::execute(handler, req, admission, &self.limits).await,
+                None => {
+                    executor::execute(
+                        &self.engine,
+                        &served.component,
+                        &served.instances,
+                        req,
+                        admission,
+                        &self.limits,
+                        &self.metrics,
+                    )
                     .await
+                }
             }
-            None => {
-                let lease = self.lease(served).await?;
-                served.requests.inc();
-                let (component, instances) = (&served.component, &served.instances);
-                let (limits, metrics) = (&self.limits, &self.metrics);
-                let run = executor::execute(component, instances, req, lease, limits, metrics);
-                self.within_deadline(run).await
-            }
-        }
-    }
-
-    /// Dropping the guest's future on timeout stops it: it yields at every
-    /// epoch tick, so even a guest stuck in a loop ends here.
-    async fn within_deadline(
-        &self,
-        run: impl Future<Output = Result<Response<Body>, Refusal>>,
-    ) -> Result<Response<Body>, Refusal> {
+        };
+        // Dropping the guest's future on timeout stops it: it yields at every
+        // epoch tick, so even a guest stuck in a loop ends here.
         tokio::time::timeout(self.limits.deadline, run)
             .await
             .unwrap_or(Err(Refusal::DeadlineExceeded(self.limits.deadline)))
-    }
-
-    /// A slot in the instance pool, or `Busy` after the queue wait. When
-    /// every slot is taken, the idle instances (`--instance-reuse`) give
-    /// theirs up before the request waits.
-    async fn admit(&self) -> Result<Admission, Refusal> {
-        if let Some(admission) = self.slots.admit_now(&self.metrics) {
-            return Ok(admission);
-        }
-        for served in &self.components {
-            served.instances.drop_idle();
-        }
-        self.slots.admit(&self.metrics).await.ok_or(Refusal::Busy)
-    }
-
-    /// A WASIp2 instance of `served` and its pool slot: an idle instance
-    /// (`--instance-reuse`) brings the slot it kept, a fresh one gets one.
-    async fn lease(&self, served: &Served) -> Result<Lease, Refusal> {
-        let mut instance = served.instances.checkout(&self.engine, &served.component);
-        let admission = match instance.take_idle_slot() {
-            Some(slot) => self.slots.resume(slot, &self.metrics),
-            None => self.admit().await?,
-        };
-        Ok(Lease {
-            instance,
-            admission,
-        })
     }
 
     /// 413 when the declared body is larger than allowed. Bodies without a
