@@ -300,3 +300,26 @@ fn one_app_serves_both_generations_side_by_side() -> Result<()> {
     assert_eq!(get(&host.url("/instance"))?.body, "2");
     Ok(())
 }
+
+/// With `--instance-reuse`, an idle WASIp2 instance keeps its pool slot; a
+/// WASIp3 request that finds the pool (of one) full makes it give the slot up
+/// instead of waiting out `--queue-wait` and getting 503.
+#[test]
+fn a_wasip3_request_gets_the_slot_an_idle_wasip2_instance_kept() -> Result<()> {
+    let redis = Redis::start()?;
+    let dir = tempfile::tempdir()?;
+    let manifest = write_fixture(dir.path(), "p2-and-p3")?;
+    let mut config = HostConfig::for_redis(&redis).manifest(manifest);
+    for a in ["--instance-reuse", "8", "--max-instances", "1"] {
+        config = config.arg(a);
+    }
+    for a in ["--idle-instance-timeout", "60s", "--queue-wait", "300ms"] {
+        config = config.arg(a);
+    }
+    let host = Host::start(&config)?;
+    assert_eq!(get(&host.url("/ping"))?.body, "1\n");
+    let p3 = get(&host.url("/instance"))?;
+    assert_eq!((p3.status, p3.body.as_str()), (200, "1"), "{p3:?}");
+    assert_eq!(get(&host.url("/ping"))?.body, "2\n");
+    Ok(())
+}

@@ -99,3 +99,53 @@ fn instance_reuse_zero_is_refused_with_the_flag_named() -> Result<()> {
     ensure!(output.contains("--instance-reuse"), "{output}");
     Ok(())
 }
+
+/// ping-host serving the two-component app (`a` on `/served` and `/sleep`,
+/// `b` on `/ok`) from a pool of one instance, with reuse on and an idle
+/// timeout no CI run reaches.
+fn pool_of_one(args: &[&str]) -> Result<(tempfile::TempDir, Host)> {
+    let dir = tempfile::tempdir()?;
+    let manifest = write_fixture(dir.path(), "two-misbehave")?;
+    let mut config = HostConfig::default().manifest(&manifest);
+    let reuse = ["--instance-reuse", "8", "--max-instances", "1"];
+    for a in reuse
+        .iter()
+        .chain(&["--idle-instance-timeout", "60s"])
+        .chain(args)
+    {
+        config = config.arg(*a);
+    }
+    Ok((dir, Host::start(&config)?))
+}
+
+/// One component's idle instance must not keep another component's request
+/// out of a pool of one: it gives its slot up. `/served` restarts at 1 on a
+/// new instance.
+#[test]
+fn an_idle_instance_gives_its_pool_slot_to_another_component() -> Result<()> {
+    let (_dir, host) = pool_of_one(&[])?;
+    let mut bodies = Vec::new();
+    for path in ["/served", "/served", "/ok", "/served"] {
+        let reply = get(&host.url(path))?;
+        ensure!(reply.status == 200, "{path}: {reply:?}");
+        bodies.push(reply.body.trim().to_owned());
+    }
+    ensure!(bodies == ["1", "2", "ok", "1"], "{bodies:?}");
+    Ok(())
+}
+
+/// A request already waiting for the only slot gets it when the instance
+/// holding it finishes, rather than the instance going idle with it and the
+/// waiter being refused after `--queue-wait`.
+#[test]
+fn a_request_waiting_for_a_slot_gets_it_when_an_instance_finishes() -> Result<()> {
+    let (_dir, host) = pool_of_one(&["--queue-wait", "2s"])?;
+    let slow_url = host.url("/sleep?ms=300");
+    let slow = std::thread::spawn(move || get(&slow_url));
+    std::thread::sleep(Duration::from_millis(50));
+    let waiting = get(&host.url("/served"))?;
+    let slow = slow.join().expect("the slow request's thread")?;
+    ensure!(slow.status == 200, "{slow:?}");
+    ensure!(waiting.status == 200, "{waiting:?}");
+    Ok(())
+}

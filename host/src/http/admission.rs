@@ -2,9 +2,16 @@
 //! finds none waits up to `--queue-wait`, then is refused (503, `Retry-After`).
 //! A `tower::ConcurrencyLimit` cannot be used: the permit must live as long as
 //! the instance's store, which may outlive the response head while the body
-//! streams.
+//! streams, and with `--instance-reuse` an idle instance keeps its permit
+//! (`Instances`), because it keeps its place in the pooling allocator.
+//!
+//! An idle instance gives its permit up as soon as a request needs one: the
+//! request makes room (drops idle instances, one at a time) before it waits,
+//! and while any request waits, a finished instance is retired instead of
+//! kept idle ([`Slots::anyone_waiting`]), so its permit goes to the waiter.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -14,14 +21,24 @@ use crate::metrics::{InstanceInUse, Metrics};
 /// A slot in the instance pool (a semaphore permit) plus the in-use gauge;
 /// both are released on drop.
 pub(super) struct Admission {
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     _gauge: InstanceInUse,
+}
+
+impl Admission {
+    /// The slot alone, for an instance that goes idle (`--instance-reuse`):
+    /// it keeps its place in the pool but is no longer in use.
+    pub(super) fn into_slot(self) -> OwnedSemaphorePermit {
+        self.permit
+    }
 }
 
 /// The instance pool's slots.
 pub(super) struct Slots {
     permits: Arc<Semaphore>,
     queue_wait: Duration,
+    /// Requests that found every slot taken and have not got one yet.
+    waiting: AtomicUsize,
 }
 
 impl Slots {
@@ -30,21 +47,73 @@ impl Slots {
         Slots {
             permits: Arc::new(Semaphore::new(n)),
             queue_wait,
+            waiting: AtomicUsize::new(0),
         }
     }
 
-    /// A slot, or `None` when none freed up within the queue wait.
-    pub(super) async fn admit(&self, metrics: &Arc<Metrics>) -> Option<Admission> {
+    /// The admission of a request that takes over an idle instance's `slot`.
+    pub(super) fn resume(slot: OwnedSemaphorePermit, metrics: &Arc<Metrics>) -> Admission {
+        Admission {
+            permit: slot,
+            _gauge: metrics.instance(),
+        }
+    }
+
+    /// Whether a request is waiting for a slot: then a finished instance is
+    /// retired rather than kept idle. Read under the idle instances' lock,
+    /// which a waiter takes after it has counted itself (in `make_room`), so
+    /// either the waiter finds the idle instance or the instance sees the
+    /// waiter.
+    pub(super) fn anyone_waiting(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    /// A slot, or `None` when none freed up within the queue wait. When every
+    /// slot is taken, `make_room` is called (drop one idle instance, `true`
+    /// if there was one) until a slot is free or nothing is left to drop.
+    pub(super) async fn admit(
+        &self,
+        metrics: &Arc<Metrics>,
+        mut make_room: impl FnMut() -> bool,
+    ) -> Option<Admission> {
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
-            Err(_) => tokio::time::timeout(self.queue_wait, self.permits.clone().acquire_owned())
-                .await
-                .ok()?
-                .ok()?,
+            Err(_) => {
+                let _waiting = Waiting::count(&self.waiting);
+                loop {
+                    if let Ok(p) = self.permits.clone().try_acquire_owned() {
+                        break p;
+                    }
+                    if !make_room() {
+                        let wait = self.permits.clone().acquire_owned();
+                        break tokio::time::timeout(self.queue_wait, wait)
+                            .await
+                            .ok()?
+                            .ok()?;
+                    }
+                }
+            }
         };
         Some(Admission {
-            _permit: permit,
+            permit,
             _gauge: metrics.instance(),
         })
+    }
+}
+
+/// One request counted in `Slots::waiting` until it is dropped (admitted,
+/// refused, or the client gone).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

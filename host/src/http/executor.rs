@@ -14,32 +14,29 @@ use tokio::sync::oneshot;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
-use super::admission::Admission;
-use super::instances::{Instance, Instances};
+use super::instances::{Instances, Lease};
 use super::{Body, Refusal, RequestLimits};
-use crate::engine::{ComponentPre, Engine};
+use crate::engine::ComponentPre;
 use crate::metrics::Metrics;
 
 /// The guest's answer as the out-parameter delivers it.
 type Answer = Result<Response<Body>, ErrorCode>;
 
-/// Lets an instance of `component` answer `req`: an idle one from
-/// `instances` when reuse is on, else a fresh one. `admission` (the
-/// instance's pool slot) is held until the guest has finished, even when its
-/// body outlives this call: then a successful instance goes back to
-/// `instances` and frees the slot, and a retired one is dropped after the
-/// answer has gone out, freeing the slot after it ([`retire_later`]).
+/// Lets the leased instance of `component` (an idle one when reuse is on,
+/// else a fresh one) answer `req`. Its pool slot is held until the guest has
+/// finished, even when its body outlives this call: then a successful
+/// instance goes back to `instances` with its slot, and a retired one is
+/// dropped after the answer has gone out, freeing the slot after it
+/// ([`retire_later`]).
 pub(super) async fn execute(
-    engine: &Engine,
     component: &ComponentPre,
     instances: &Arc<Instances>,
     req: Request<Incoming>,
-    admission: Admission,
+    mut lease: Lease,
     limits: &RequestLimits,
     metrics: &Arc<Metrics>,
 ) -> Result<Response<Body>, Refusal> {
-    let mut instance = instances.checkout(engine, component);
-    let store = &mut instance.store;
+    let store = &mut lease.instance.store;
     let (req, overflowed, unreadable) = limit_body(req, limits.max_body);
     let (sender, receiver) = oneshot::channel();
     let resources = store
@@ -53,10 +50,6 @@ pub(super) async fn execute(
             ))
         });
     let (request, outparam) = resources.map_err(|e| Refusal::guest(e.into()))?;
-    let mut lease = Lease {
-        instance,
-        admission,
-    };
     let pre = component.pre().clone();
     let id = component.id().clone();
     let metrics = metrics.clone();
@@ -79,28 +72,16 @@ pub(super) async fn execute(
                 tracing::error!(component = &*id, "guest failed: {e:?}");
                 retire_later(lease);
             }
-            Ok(()) => match instances.checkin(lease.instance) {
-                Some(retired) => retire_later(Lease {
-                    instance: retired,
-                    admission: lease.admission,
-                }),
-                // Kept for the next request: its slot is free until then.
-                None => drop(lease.admission),
-            },
+            Ok(()) => {
+                if let Some(retired) = instances.checkin(lease) {
+                    retire_later(retired);
+                }
+            }
         }
         called
     };
     let answered = settle(Box::pin(guest), receiver, limits).await;
     conclude(answered, &overflowed, &unreadable, limits)
-}
-
-/// An instance and its pool slot, for one request. Fields drop in
-/// declaration order, so on every path (answered, failed, past the deadline,
-/// the client gone) the instance is gone before its slot is freed and a
-/// request admitted next always finds room in the pool.
-struct Lease {
-    instance: Instance,
-    admission: Admission,
 }
 
 /// Drops a finished instance, then frees its pool slot, on a task of its own

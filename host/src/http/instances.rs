@@ -22,21 +22,27 @@
 //! by that thread's runtime; only when its thread has none idle does it take
 //! another thread's.
 //!
-//! Capacity: an instance is idle here, held by an admitted request, or being
-//! dropped with its request's slot (`executor::retire_later`), and a fresh
-//! one is created only when none is idle, so one component's instances never
-//! outnumber `--max-instances` (the pool's size). With reuse on and several
-//! components, idle instances hold no admission slot, so one component's idle
-//! instances can fill pool slots another component's request then lacks.
+//! Capacity: every WASIp2 instance holds one of the pool's slots
+//! (`Admission`): while a request uses it, while it is being dropped
+//! (`executor::retire_later`), and while it sits idle here, because an idle
+//! instance keeps its place in the pooling allocator. So instances never
+//! outnumber `--max-instances`, across components, and a request admitted
+//! always finds room to instantiate. An idle instance gives its slot up as
+//! soon as another request needs it (`drop_oldest_idle`, and a finished
+//! instance is retired rather than kept idle while a request waits: see
+//! `admission`).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 
+use super::admission::{Admission, Slots};
 use super::threads;
 use crate::engine::{ComponentPre, Engine, HostState};
+use crate::metrics::Metrics;
 
 /// How instances are reused (`--instance-reuse`, `--idle-instance-timeout`,
 /// and for WASIp3 components `--max-instance-reuse-count` and
@@ -95,74 +101,142 @@ pub(super) struct Instance {
     home: usize,
 }
 
-/// One component's idle instances, most recently used last (so the one idle
-/// longest comes first).
-pub(super) struct Instances {
-    reuse: InstanceReuse,
-    idle: Mutex<Vec<Instance>>,
-}
-
-impl Instances {
-    /// No idle instances yet.
-    pub fn new(reuse: InstanceReuse) -> Self {
-        Instances {
-            reuse,
-            idle: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// The most recently used idle instance this serving thread left (else
-    /// another thread's) that has not timed out, else a fresh store. Without
-    /// reuse this never takes the lock.
-    pub fn checkout(&self, engine: &Engine, component: &ComponentPre) -> Instance {
-        let home = threads::current();
-        if self.reuse.enabled() {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            // Oldest first: when the first has not timed out, none has.
-            let timeout = self.reuse.idle_timeout;
-            if idle
-                .first()
-                .is_some_and(|i| i.idle_since.elapsed() >= timeout)
-            {
-                idle.retain(|i| i.idle_since.elapsed() < timeout);
-            }
-            let mine = idle.iter().rposition(|i| i.home == home);
-            if let Some(at) = mine.or(idle.len().checked_sub(1)) {
-                return idle.remove(at);
-            }
-        }
+impl Instance {
+    /// A fresh store for `component`, to instantiate (take one only once
+    /// admitted: its memory comes from the pool).
+    pub fn fresh(engine: &Engine, component: &ComponentPre) -> Self {
         Instance {
             store: engine.new_store(component),
             proxy: None,
             served: 0,
             idle_since: Instant::now(),
-            home,
+            home: threads::current(),
+        }
+    }
+}
+
+/// An instance and its pool slot, for one request. Fields drop in
+/// declaration order, so on every path (answered, failed, past the deadline,
+/// the client gone) the instance is gone before its slot is freed and a
+/// request admitted next always finds room in the pool.
+pub(super) struct Lease {
+    pub instance: Instance,
+    pub admission: Admission,
+}
+
+/// An idle instance and the pool slot it keeps (dropped after it, as in
+/// [`Lease`]).
+struct Idle {
+    instance: Instance,
+    slot: OwnedSemaphorePermit,
+}
+
+/// One component's idle instances, most recently used last (so the one idle
+/// longest comes first).
+pub(super) struct Instances {
+    reuse: InstanceReuse,
+    slots: Arc<Slots>,
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl Instances {
+    /// No idle instances yet; `slots` is the pool they take their slots from.
+    pub fn new(reuse: InstanceReuse, slots: Arc<Slots>) -> Self {
+        Instances {
+            reuse,
+            slots,
+            idle: Mutex::new(Vec::new()),
         }
     }
 
-    /// Called after a request's guest call succeeded: keeps the instance for
-    /// the next request unless it has served its N; a retired instance is
-    /// given back for the caller to drop.
-    pub fn checkin(&self, mut instance: Instance) -> Option<Instance> {
+    /// The most recently used idle instance this serving thread left (else
+    /// another thread's) that has not timed out, with its pool slot; `None`
+    /// when there is none (then the caller is admitted and takes
+    /// [`Instance::fresh`]). Without reuse this never takes the lock.
+    pub fn take_idle(&self, metrics: &Arc<Metrics>) -> Option<Lease> {
+        if !self.reuse.enabled() {
+            return None;
+        }
+        let home = threads::current();
+        let mut idle = self.lock();
+        // Oldest first: when the first has not timed out, none has.
+        let timeout = self.reuse.idle_timeout;
+        let mut expired = Vec::new();
+        if idle
+            .first()
+            .is_some_and(|i| i.instance.idle_since.elapsed() >= timeout)
+        {
+            expired = idle
+                .extract_if(.., |i| i.instance.idle_since.elapsed() >= timeout)
+                .collect();
+        }
+        let mine = idle.iter().rposition(|i| i.instance.home == home);
+        let taken = mine.or(idle.len().checked_sub(1)).map(|at| idle.remove(at));
+        drop(idle);
+        drop(expired);
+        let Idle { instance, slot } = taken?;
+        Some(Lease {
+            instance,
+            admission: Slots::resume(slot, metrics),
+        })
+    }
+
+    /// Called after a request's guest call succeeded: keeps the instance,
+    /// with its slot, for the next request unless it has served its N or a
+    /// request is waiting for a slot; a retired one is given back for the
+    /// caller to drop.
+    pub fn checkin(&self, lease: Lease) -> Option<Lease> {
+        let Lease {
+            mut instance,
+            admission,
+        } = lease;
         instance.served += 1;
         if instance.served >= self.reuse.max_requests || instance.proxy.is_none() {
-            return Some(instance);
+            return Some(Lease {
+                instance,
+                admission,
+            });
+        }
+        let mut idle = self.lock();
+        if self.slots.anyone_waiting() {
+            return Some(Lease {
+                instance,
+                admission,
+            });
         }
         instance.idle_since = Instant::now();
         instance.home = threads::current();
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(instance);
+        idle.push(Idle {
+            instance,
+            slot: admission.into_slot(),
+        });
         None
+    }
+
+    /// Drops the instance idle longest, freeing its slot for a request that
+    /// found the pool full; `false` when none is idle.
+    pub fn drop_oldest_idle(&self) -> bool {
+        let mut idle = self.lock();
+        let oldest = (!idle.is_empty()).then(|| idle.remove(0));
+        drop(idle);
+        oldest.is_some()
     }
 
     /// Drops the instances idle for longer than the timeout; returns how many
     /// are left.
     pub fn reap(&self) -> usize {
         let timeout = self.reuse.idle_timeout;
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|i| i.idle_since.elapsed() < timeout);
-        idle.len()
+        let mut idle = self.lock();
+        let expired: Vec<Idle> = idle
+            .extract_if(.., |i| i.instance.idle_since.elapsed() >= timeout)
+            .collect();
+        let left = idle.len();
+        drop(idle);
+        drop(expired);
+        left
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -29,10 +29,10 @@ use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpListener;
 
-use self::admission::Slots;
+use self::admission::{Admission, Slots};
 use self::headers::Target;
 pub use self::instances::InstanceReuse;
-use self::instances::Instances;
+use self::instances::{Instance, Instances, Lease};
 pub use self::limits::{DEFAULT_DRAIN, HttpArgs, RequestLimits};
 use self::p3::P3Handler;
 pub(crate) use self::refusal::{Refusal, text_response};
@@ -82,7 +82,7 @@ pub struct HttpServer {
     router: Router<Target>,
     components: Vec<Served>,
     metrics: Arc<Metrics>,
-    slots: Slots,
+    slots: Arc<Slots>,
     limits: RequestLimits,
     /// The `route` label of requests no route matched.
     unrouted: Arc<str>,
@@ -108,6 +108,10 @@ impl HttpServer {
         let engine = Engine::new(&settings.engine)?;
         let metrics = Arc::new(Metrics::new(settings.engine.max_instances));
         let redis = Arc::new(SharedConnections::new(settings.redis, metrics.clone()));
+        let slots = Arc::new(Slots::new(
+            settings.engine.max_instances as usize,
+            settings.limits.queue_wait,
+        ));
         let mut components: Vec<Served> = Vec::new();
         let mut routes = Vec::new();
         for trigger in &app.http_triggers {
@@ -128,7 +132,7 @@ impl HttpServer {
                     };
                     components.push(Served {
                         component,
-                        instances: Arc::new(Instances::new(settings.reuse)),
+                        instances: Arc::new(Instances::new(settings.reuse, slots.clone())),
                         p3,
                         requests: metrics.spin_request_counter(&app.name, &Arc::from(id.as_str())),
                     });
@@ -161,10 +165,7 @@ impl HttpServer {
             engine,
             router,
             components,
-            slots: Slots::new(
-                settings.engine.max_instances as usize,
-                settings.limits.queue_wait,
-            ),
+            slots,
             metrics,
             limits: settings.limits,
             unrouted: Arc::from(""),
@@ -319,30 +320,48 @@ impl HttpServer {
         served: &Served,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, Refusal> {
-        let admission = self.slots.admit(&self.metrics).await.ok_or(Refusal::Busy)?;
-        served.requests.inc();
-        let run = async {
-            match &served.p3 {
-                Some(handler) => p3::execute(handler, req, admission, &self.limits).await,
-                None => {
-                    executor::execute(
-                        &self.engine,
-                        &served.component,
-                        &served.instances,
-                        req,
-                        admission,
-                        &self.limits,
-                        &self.metrics,
-                    )
-                    .await
-                }
+        let (limits, metrics) = (&self.limits, &self.metrics);
+        match &served.p3 {
+            Some(handler) => {
+                let admission = self.admit().await?;
+                served.requests.inc();
+                within(limits, p3::execute(handler, req, admission, limits)).await
             }
+            None => {
+                let lease = self.lease(served).await?;
+                served.requests.inc();
+                let (component, instances) = (&served.component, &served.instances);
+                let run = executor::execute(component, instances, req, lease, limits, metrics);
+                within(limits, run).await
+            }
+        }
+    }
+
+    /// A WASIp2 instance of `served` and its pool slot: an idle instance
+    /// (`--instance-reuse`) brings the slot it kept, a fresh one is created
+    /// once admitted.
+    async fn lease(&self, served: &Served) -> Result<Lease, Refusal> {
+        if let Some(lease) = served.instances.take_idle(&self.metrics) {
+            return Ok(lease);
+        }
+        let admission = self.admit().await?;
+        Ok(Lease {
+            instance: Instance::fresh(&self.engine, &served.component),
+            admission,
+        })
+    }
+
+    /// A slot in the instance pool, or `Busy` after the queue wait. When every
+    /// slot is taken, idle instances (`--instance-reuse`, any component) are
+    /// dropped one at a time, each component's oldest first, to free one.
+    async fn admit(&self) -> Result<Admission, Refusal> {
+        let make_room = || {
+            self.components
+                .iter()
+                .any(|s| s.instances.drop_oldest_idle())
         };
-        // Dropping the guest's future on timeout stops it: it yields at every
-        // epoch tick, so even a guest stuck in a loop ends here.
-        tokio::time::timeout(self.limits.deadline, run)
-            .await
-            .unwrap_or(Err(Refusal::DeadlineExceeded(self.limits.deadline)))
+        let admitted = self.slots.admit(&self.metrics, make_room).await;
+        admitted.ok_or(Refusal::Busy)
     }
 
     /// 413 when the declared body is larger than allowed. Bodies without a
@@ -391,4 +410,16 @@ impl HttpServer {
             _ => Refusal::NotFound.into_response(),
         }
     }
+}
+
+/// `run` under the request deadline (504 past it). Dropping the guest's
+/// future on timeout stops it: it yields at every epoch tick, so even a guest
+/// stuck in a loop ends here.
+async fn within(
+    limits: &RequestLimits,
+    run: impl Future<Output = Result<Response<Body>, Refusal>>,
+) -> Result<Response<Body>, Refusal> {
+    tokio::time::timeout(limits.deadline, run)
+        .await
+        .unwrap_or(Err(Refusal::DeadlineExceeded(limits.deadline)))
 }
