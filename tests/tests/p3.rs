@@ -313,7 +313,7 @@ fn a_wasip3_request_gets_the_slot_an_idle_wasip2_instance_kept() -> Result<()> {
     for a in ["--instance-reuse", "8", "--max-instances", "1"] {
         config = config.arg(a);
     }
-    for a in ["--idle-instance-timeout", "60s", "--queue-wait", "300ms"] {
+    for a in ["--idle-instance-timeout", "60s", "--queue-wait", "2s"] {
         config = config.arg(a);
     }
     let host = Host::start(&config)?;

@@ -100,22 +100,30 @@ fn instance_reuse_zero_is_refused_with_the_flag_named() -> Result<()> {
     Ok(())
 }
 
-/// ping-host serving the two-component app (`a` on `/served` and `/sleep`,
-/// `b` on `/ok`) from a pool of one instance, with reuse on and an idle
-/// timeout no CI run reaches.
-fn pool_of_one(args: &[&str]) -> Result<(tempfile::TempDir, Host)> {
+/// ping-host serving the three-component app (`a` on `/served` and
+/// `/sleep`, `b` on `/ok`, `c` on `/echo`) from a pool of `size` instances,
+/// with reuse on and an idle timeout no CI run reaches.
+fn pool_of(size: &str, args: &[&str]) -> Result<(tempfile::TempDir, Host)> {
     let dir = tempfile::tempdir()?;
-    let manifest = write_fixture(dir.path(), "two-misbehave")?;
+    let manifest = write_fixture(dir.path(), "three-misbehave")?;
     let mut config = HostConfig::default().manifest(&manifest);
-    let reuse = ["--instance-reuse", "8", "--max-instances", "1"];
-    for a in reuse
-        .iter()
-        .chain(&["--idle-instance-timeout", "60s"])
-        .chain(args)
-    {
+    let reuse = ["--instance-reuse", "8", "--max-instances", size];
+    let idle = ["--idle-instance-timeout", "60s"];
+    for a in reuse.iter().chain(&idle).chain(args) {
         config = config.arg(*a);
     }
     Ok((dir, Host::start(&config)?))
+}
+
+/// The bodies of GET `paths`, in turn, each checked to be 200.
+fn bodies(host: &Host, paths: &[&str]) -> Result<Vec<String>> {
+    let mut bodies = Vec::new();
+    for path in paths {
+        let reply = get(&host.url(path))?;
+        ensure!(reply.status == 200, "{path}: {reply:?}");
+        bodies.push(reply.body.trim().to_owned());
+    }
+    Ok(bodies)
 }
 
 /// One component's idle instance must not keep another component's request
@@ -123,14 +131,20 @@ fn pool_of_one(args: &[&str]) -> Result<(tempfile::TempDir, Host)> {
 /// new instance.
 #[test]
 fn an_idle_instance_gives_its_pool_slot_to_another_component() -> Result<()> {
-    let (_dir, host) = pool_of_one(&[])?;
-    let mut bodies = Vec::new();
-    for path in ["/served", "/served", "/ok", "/served"] {
-        let reply = get(&host.url(path))?;
-        ensure!(reply.status == 200, "{path}: {reply:?}");
-        bodies.push(reply.body.trim().to_owned());
-    }
-    ensure!(bodies == ["1", "2", "ok", "1"], "{bodies:?}");
+    let (_dir, host) = pool_of("1", &[])?;
+    let seen = bodies(&host, &["/served", "/served", "/ok", "/served"])?;
+    ensure!(seen == ["1", "2", "ok", "1"], "{seen:?}");
+    Ok(())
+}
+
+/// In a full pool, the instance idle longest gives its slot up first,
+/// whichever component it belongs to: `b`'s (idle since before `a`'s) makes
+/// room for `c`, and `a`'s instance, kept, serves its second request.
+#[test]
+fn the_instance_idle_longest_gives_its_slot_up_first() -> Result<()> {
+    let (_dir, host) = pool_of("2", &[])?;
+    let seen = bodies(&host, &["/ok", "/served", "/echo", "/served"])?;
+    ensure!(seen == ["ok", "1", "0 bytes", "2"], "{seen:?}");
     Ok(())
 }
 
@@ -139,7 +153,7 @@ fn an_idle_instance_gives_its_pool_slot_to_another_component() -> Result<()> {
 /// waiter being refused after `--queue-wait`.
 #[test]
 fn a_request_waiting_for_a_slot_gets_it_when_an_instance_finishes() -> Result<()> {
-    let (_dir, host) = pool_of_one(&["--queue-wait", "2s"])?;
+    let (_dir, host) = pool_of("1", &["--queue-wait", "2s"])?;
     let slow_url = host.url("/sleep?ms=300");
     let slow = std::thread::spawn(move || get(&slow_url));
     std::thread::sleep(Duration::from_millis(50));

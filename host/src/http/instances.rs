@@ -22,15 +22,16 @@
 //! by that thread's runtime; only when its thread has none idle does it take
 //! another thread's.
 //!
-//! Capacity: every WASIp2 instance holds one of the pool's slots
-//! (`Admission`): while a request uses it, while it is being dropped
+//! Capacity: every WASIp2 instance holds one of the pool's slots (a permit
+//! of `admission::Slots`): while a request uses it, while it is being dropped
 //! (`executor::retire_later`), and while it sits idle here, because an idle
 //! instance keeps its place in the pooling allocator. So instances never
 //! outnumber `--max-instances`, across components, and a request admitted
 //! always finds room to instantiate. An idle instance gives its slot up as
-//! soon as another request needs it (`drop_oldest_idle`, and a finished
-//! instance is retired rather than kept idle while a request waits: see
-//! `admission`).
+//! soon as another request needs it (`drop_oldest_idle`), and a finished
+//! instance is retired rather than kept idle while a request waits (see
+//! `admission`). So with a pool too small for the load, reuse stops while
+//! requests queue: the waiter gets a fresh instance, not the finished one.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -213,9 +214,21 @@ impl Instances {
         None
     }
 
+    /// Since when this component's longest-idle instance has been idle;
+    /// `None` when none is (always, without reuse).
+    pub fn oldest_idle_since(&self) -> Option<Instant> {
+        if !self.reuse.enabled() {
+            return None;
+        }
+        self.lock().first().map(|i| i.instance.idle_since)
+    }
+
     /// Drops the instance idle longest, freeing its slot for a request that
     /// found the pool full; `false` when none is idle.
     pub fn drop_oldest_idle(&self) -> bool {
+        if !self.reuse.enabled() {
+            return false;
+        }
         let mut idle = self.lock();
         let oldest = (!idle.is_empty()).then(|| idle.remove(0));
         drop(idle);

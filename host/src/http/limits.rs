@@ -122,7 +122,10 @@ pub struct HttpArgs {
     /// dropped; 1 (the default) is a fresh instance per request, as Spin 3
     /// and containerd-shim-spin do. Raise it only for components that keep no
     /// state between requests: the next request sees the previous one's
-    /// globals. An instance that fails is never reused.
+    /// globals. An instance that fails is never reused. Idle instances keep
+    /// their place in the pool (--max-instances) and give it up to a request
+    /// that finds the pool full; while requests wait for a place, finished
+    /// instances are dropped rather than kept.
     #[arg(long, value_name = "N", default_value_t = InstanceReuse::DEFAULT.max_requests,
           value_parser = clap::value_parser!(u32).range(1..))]
     instance_reuse: u32,

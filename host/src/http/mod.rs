@@ -353,12 +353,15 @@ impl HttpServer {
 
     /// A slot in the instance pool, or `Busy` after the queue wait. When every
     /// slot is taken, idle instances (`--instance-reuse`, any component) are
-    /// dropped one at a time, each component's oldest first, to free one.
+    /// dropped one at a time, the one idle longest first, to free one.
     async fn admit(&self) -> Result<Admission, Refusal> {
         let make_room = || {
-            self.components
-                .iter()
-                .any(|s| s.instances.drop_oldest_idle())
+            let oldest = self.components.iter().filter_map(|s| {
+                let since = s.instances.oldest_idle_since()?;
+                Some((since, &s.instances))
+            });
+            let oldest = oldest.min_by_key(|(since, _)| *since);
+            oldest.is_some_and(|(_, instances)| instances.drop_oldest_idle())
         };
         let admitted = self.slots.admit(&self.metrics, make_room).await;
         admitted.ok_or(Refusal::Busy)
