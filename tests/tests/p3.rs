@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use ping_e2e::{
-    Host, HostConfig, Redis, Registry, client, get, ping_host, pings_are_exact_and_unique, request,
-    wait_until, write_fixture,
+    Host, HostConfig, Redis, Registry, client, free_port, get, metric, ping_host,
+    pings_are_exact_and_unique, request, wait_until, write_fixture,
 };
 
 /// ping-host serving tests/p3-ping against `redis`, with `extra` flags.
@@ -136,10 +136,19 @@ fn the_allow_list_refuses_other_redis_addresses() -> Result<()> {
 #[test]
 fn a_misbehaving_instance_is_contained_and_the_next_request_succeeds() -> Result<()> {
     let redis = Redis::start()?;
+    let metrics_port = free_port().to_string();
     let (host, _dir) = p3_host(
         &redis,
-        &["--request-timeout", "1s", "--max-instance-memory-mib", "32"],
+        &["--request-timeout", "1s", "--max-instance-memory-mib", "32"]
+            .into_iter()
+            .chain(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .collect::<Vec<_>>(),
     )?;
+    let guest_errors = |kind: &str| -> Result<f64> {
+        let text = get(&format!("http://127.0.0.1:{metrics_port}/metrics"))?.body;
+        let series = format!("ping_host_guest_errors_total{{component_id=\"p3\",kind=\"{kind}\"}}");
+        Ok(metric(&text, &series).unwrap_or(0.0))
+    };
     // Warm one instance up, so each failure below happens on a reused one.
     assert_eq!(get(&host.url("/ping"))?.status, 200);
     let started = Instant::now();
@@ -161,6 +170,11 @@ fn a_misbehaving_instance_is_contained_and_the_next_request_succeeds() -> Result
 
     let trapped = get(&host.url("/trap"))?;
     assert_eq!(trapped.status, 500, "{}", trapped.body);
+    // Counted as the trap it is, not as a guest that gave no answer.
+    assert_eq!(
+        (guest_errors("trap")?, guest_errors("no_response")?),
+        (1.0, 0.0)
+    );
     assert_eq!(get(&host.url("/ping"))?.body, "3\n");
 
     let grown = get(&host.url("/grow"))?;

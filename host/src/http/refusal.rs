@@ -9,6 +9,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
+use wasmtime_wasi_http::handler::TrapOrPanicError;
+
 use super::Body;
 use crate::engine::MemoryLimitExceeded;
 use crate::metrics::Metrics;
@@ -48,7 +50,10 @@ pub enum Refusal {
 /// Why a guest failed to answer; the `kind` label of `ping_host_guest_errors_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuestFailure {
-    /// The guest trapped (panic, unreachable, out-of-bounds access).
+    /// The guest trapped (panic, unreachable, out-of-bounds access). For a
+    /// WASIp3 instance also a memory-limit hit: wasmtime-wasi-http's
+    /// `ProxyHandler` tells its requests only that the worker trapped
+    /// (`TrapOrPanicError`), and ping-host logs the cause.
     Trap,
     /// The guest tried to grow its memory past the per-instance limit.
     Memory,
@@ -65,10 +70,10 @@ impl GuestFailure {
             .any(|c| c.downcast_ref::<MemoryLimitExceeded>().is_some())
         {
             GuestFailure::Memory
-        } else if e
-            .chain()
-            .any(|c| c.downcast_ref::<wasmtime::Trap>().is_some())
-        {
+        } else if e.chain().any(|c| {
+            c.downcast_ref::<wasmtime::Trap>().is_some()
+                || c.downcast_ref::<TrapOrPanicError>().is_some()
+        }) {
             GuestFailure::Trap
         } else {
             GuestFailure::NoResponse
