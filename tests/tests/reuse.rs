@@ -148,18 +148,67 @@ fn the_instance_idle_longest_gives_its_slot_up_first() -> Result<()> {
     Ok(())
 }
 
-/// A request already waiting for the only slot gets it when the instance
-/// holding it finishes, rather than the instance going idle with it and the
-/// waiter being refused after `--queue-wait`.
-#[test]
-fn a_request_waiting_for_a_slot_gets_it_when_an_instance_finishes() -> Result<()> {
+/// While a request on `/sleep` (component `a`) holds the only slot of a pool
+/// of one, a request on `waiting_path` waits for it (up to 2 s); both
+/// answers, slow one first.
+fn wait_behind_a_slow_request(waiting_path: &str) -> Result<[ping_e2e::Reply; 2]> {
     let (_dir, host) = pool_of("1", &["--queue-wait", "2s"])?;
     let slow_url = host.url("/sleep?ms=300");
     let slow = std::thread::spawn(move || get(&slow_url));
     std::thread::sleep(Duration::from_millis(50));
-    let waiting = get(&host.url("/served"))?;
+    let waiting = get(&host.url(waiting_path))?;
     let slow = slow.join().expect("the slow request's thread")?;
     ensure!(slow.status == 200, "{slow:?}");
-    ensure!(waiting.status == 200, "{waiting:?}");
+    Ok([slow, waiting])
+}
+
+/// A request waiting for the only slot is handed the instance its own
+/// component just finished with (its second request), rather than the
+/// instance going idle with the slot and the waiter being refused after
+/// `--queue-wait`, or the instance being dropped for a fresh one.
+#[test]
+fn a_waiting_request_is_handed_the_instance_its_component_finished_with() -> Result<()> {
+    let [_, waiting] = wait_behind_a_slow_request("/served")?;
+    ensure!(
+        (waiting.status, waiting.body.trim()) == (200, "2"),
+        "{waiting:?}"
+    );
+    Ok(())
+}
+
+/// A request of another component waiting for the only slot gets it when
+/// the instance holding it finishes: that instance is dropped, not kept idle.
+#[test]
+fn a_waiting_request_of_another_component_gets_the_slot() -> Result<()> {
+    let [_, waiting] = wait_behind_a_slow_request("/ok")?;
+    ensure!(
+        (waiting.status, waiting.body.trim()) == (200, "ok"),
+        "{waiting:?}"
+    );
+    Ok(())
+}
+
+/// Hand-over never jumps the queue: while a request of another component
+/// waits longer, a finished instance is given up for it (its slot goes to
+/// the longest waiter), and the later request of the same component gets a
+/// fresh instance afterwards (`/served` is 1, not 2). The arrivals are
+/// 200 ms apart so that a loaded CI machine keeps their order.
+#[test]
+fn a_longer_waiting_request_of_another_component_goes_first() -> Result<()> {
+    let (_dir, host) = pool_of("1", &["--queue-wait", "2s"])?;
+    let slow_url = host.url("/sleep?ms=800");
+    let slow = std::thread::spawn(move || get(&slow_url));
+    std::thread::sleep(Duration::from_millis(200));
+    let other_url = host.url("/ok");
+    let other = std::thread::spawn(move || get(&other_url));
+    std::thread::sleep(Duration::from_millis(200));
+    let same = get(&host.url("/served"))?;
+    let other = other.join().expect("the other component's thread")?;
+    let slow = slow.join().expect("the slow request's thread")?;
+    ensure!(
+        slow.status == 200 && other.status == 200,
+        "{slow:?} {other:?}"
+    );
+    ensure!((same.status, same.body.trim()) == (200, "1"), "{same:?}");
     Ok(())
 }

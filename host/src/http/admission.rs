@@ -7,8 +7,11 @@
 //!
 //! An idle instance gives its permit up as soon as a request needs one: the
 //! request makes room (drops idle instances, one at a time) before it waits,
-//! and while any request waits, a finished instance is retired instead of
-//! kept idle ([`Slots::anyone_waiting`]), so its permit goes to the waiter.
+//! and while a request of another component waits, a finished instance is
+//! retired instead of kept idle ([`Slots::waiting`]), so its permit goes to
+//! the waiter. When every waiter is of the instance's own component, it is
+//! handed to the one waiting longest instead (`Instances::checkin`), so
+//! reuse goes on at capacity.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,13 +62,21 @@ impl Slots {
         }
     }
 
-    /// Whether a request is waiting for a slot: then a finished instance is
-    /// retired rather than kept idle. Read under the idle instances' lock,
-    /// which a waiter takes after it has counted itself (in `make_room`), so
-    /// either the waiter finds the idle instance or the instance sees the
-    /// waiter.
-    pub(super) fn anyone_waiting(&self) -> bool {
-        self.waiting.load(Ordering::SeqCst) > 0
+    /// How many requests are waiting for a slot. Read under the idle
+    /// instances' lock, which a waiter takes after it has counted itself (in
+    /// `make_room`), so either the waiter finds the idle instance or the
+    /// instance sees the waiter.
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// A slot if one is free now.
+    pub(super) fn try_admit(&self, metrics: &Arc<Metrics>) -> Option<Admission> {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        Some(Admission {
+            permit,
+            _gauge: metrics.instance(),
+        })
     }
 
     /// A slot, or `None` when none freed up within the queue wait. When every
@@ -101,12 +112,13 @@ impl Slots {
     }
 }
 
-/// One request counted in `Slots::waiting` until it is dropped (admitted,
-/// refused, or the client gone).
-struct Waiting<'a>(&'a AtomicUsize);
+/// One request counted in a count of waiting requests (`Slots::waiting`, or
+/// a component's) until it is dropped (admitted, refused, or the client gone).
+pub(super) struct Waiting<'a>(&'a AtomicUsize);
 
 impl<'a> Waiting<'a> {
-    fn count(waiting: &'a AtomicUsize) -> Self {
+    /// Counts one more in `waiting`.
+    pub(super) fn count(waiting: &'a AtomicUsize) -> Self {
         waiting.fetch_add(1, Ordering::SeqCst);
         Waiting(waiting)
     }

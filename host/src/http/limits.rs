@@ -124,8 +124,8 @@ pub struct HttpArgs {
     /// state between requests: the next request sees the previous one's
     /// globals. An instance that fails is never reused. Idle instances keep
     /// their place in the pool (--max-instances) and give it up to a request
-    /// that finds the pool full; while requests wait for a place, finished
-    /// instances are dropped rather than kept.
+    /// that finds the pool full; with the pool full, a finished instance goes
+    /// to the next waiting request of its component.
     #[arg(long, value_name = "N", default_value_t = InstanceReuse::DEFAULT.max_requests,
           value_parser = clap::value_parser!(u32).range(1..))]
     instance_reuse: u32,

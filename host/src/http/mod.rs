@@ -339,16 +339,32 @@ impl HttpServer {
 
     /// A WASIp2 instance of `served` and its pool slot: an idle instance
     /// (`--instance-reuse`) brings the slot it kept, a fresh one is created
-    /// once admitted.
+    /// once admitted. With reuse on, a request that finds the pool full also
+    /// takes an instance of its component handed over as it finishes.
     async fn lease(&self, served: &Served) -> Result<Lease, Refusal> {
-        if let Some(lease) = served.instances.take_idle(&self.metrics) {
+        let instances = &served.instances;
+        if let Some(lease) = instances.take_idle(&self.metrics) {
             return Ok(lease);
         }
-        let admission = self.admit().await?;
-        Ok(Lease {
+        let fresh = |admission| Lease {
             instance: Instance::fresh(&self.engine, &served.component),
             admission,
-        })
+        };
+        if let Some(admission) = self.slots.try_admit(&self.metrics) {
+            return Ok(fresh(admission));
+        }
+        if !self.reuse.enabled() {
+            return Ok(fresh(self.admit().await?));
+        }
+        let (handed, _waiting) = match instances.take_idle_or_wait(&self.metrics) {
+            Ok(lease) => return Ok(lease),
+            Err(waiting) => waiting,
+        };
+        tokio::select! {
+            biased;
+            Ok(lease) = handed => Ok(lease),
+            admission = self.admit() => Ok(fresh(admission?)),
+        }
     }
 
     /// A slot in the instance pool, or `Busy` after the queue wait. When every
