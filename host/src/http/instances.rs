@@ -36,7 +36,7 @@
 //! `oha -c 64` with `--instance-reuse 128` (`/ping`, two rounds): 16.1k and
 //! 17.6k req/s at 59–65 µs of CPU per request, and 374 instantiations for
 //! 47,021 requests in a 3-s run; retiring every finished instance while
-//! requests waited gave 13.1–13.7k req/s at 80–82 µs.
+//! requests waited gave 13.7–14.3k req/s at 78–82 µs.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
