@@ -148,14 +148,15 @@ fn the_instance_idle_longest_gives_its_slot_up_first() -> Result<()> {
     Ok(())
 }
 
-/// While a request on `/sleep` (component `a`) holds the only slot of a pool
-/// of one, a request on `waiting_path` waits for it (up to 2 s); both
-/// answers, slow one first.
+/// While a request on `/sleep` (component `a`, 800 ms) holds the only slot
+/// of a pool of one, a request on `waiting_path` waits for it (up to 2 s);
+/// both answers, slow one first.
 fn wait_behind_a_slow_request(waiting_path: &str) -> Result<[ping_e2e::Reply; 2]> {
     let (_dir, host) = pool_of("1", &["--queue-wait", "2s"])?;
-    let slow_url = host.url("/sleep?ms=300");
+    let slow_url = host.url("/sleep?ms=800");
     let slow = std::thread::spawn(move || get(&slow_url));
-    std::thread::sleep(Duration::from_millis(50));
+    // Long enough for a loaded CI machine to keep the two in order.
+    std::thread::sleep(Duration::from_millis(200));
     let waiting = get(&host.url(waiting_path))?;
     let slow = slow.join().expect("the slow request's thread")?;
     ensure!(slow.status == 200, "{slow:?}");
@@ -188,13 +189,13 @@ fn a_waiting_request_of_another_component_gets_the_slot() -> Result<()> {
     Ok(())
 }
 
-/// Hand-over never jumps the queue: while a request of another component
-/// waits longer, a finished instance is given up for it (its slot goes to
-/// the longest waiter), and the later request of the same component gets a
-/// fresh instance afterwards (`/served` is 1, not 2). The arrivals are
-/// 200 ms apart so that a loaded CI machine keeps their order.
+/// No hand-over while a request of another component waits: the finished
+/// instance is given up, its slot goes to the request that has waited
+/// longest (here the other component's), and the later request of the same
+/// component gets a fresh instance afterwards (`/served` is 1, not 2). The
+/// arrivals are 200 ms apart so that a loaded CI machine keeps their order.
 #[test]
-fn a_longer_waiting_request_of_another_component_goes_first() -> Result<()> {
+fn no_hand_over_while_another_component_waits() -> Result<()> {
     let (_dir, host) = pool_of("1", &["--queue-wait", "2s"])?;
     let slow_url = host.url("/sleep?ms=800");
     let slow = std::thread::spawn(move || get(&slow_url));
@@ -210,5 +211,33 @@ fn a_longer_waiting_request_of_another_component_goes_first() -> Result<()> {
         "{slow:?} {other:?}"
     );
     ensure!((same.status, same.body.trim()) == (200, "1"), "{same:?}");
+    Ok(())
+}
+
+/// A waiter that gave up (503 after `--queue-wait`) leaves its place at the
+/// head of the queue behind; the instance that finishes later skips it and
+/// goes to the request that still waits (`/served` is 2). Timeline: the slow
+/// request holds the only slot for 1 s; the first waiter comes at 0.2 s and
+/// gives up at 0.8 s, the second comes at 0.6 s and would wait until 1.2 s.
+#[test]
+fn a_waiter_that_gave_up_is_skipped_for_the_next_one() -> Result<()> {
+    let (_dir, host) = pool_of("1", &["--queue-wait", "600ms"])?;
+    let slow_url = host.url("/sleep?ms=1000");
+    let slow = std::thread::spawn(move || get(&slow_url));
+    std::thread::sleep(Duration::from_millis(200));
+    let first_url = host.url("/served");
+    let first = std::thread::spawn(move || get(&first_url));
+    std::thread::sleep(Duration::from_millis(400));
+    let second = get(&host.url("/served"))?;
+    let first = first.join().expect("the first waiter's thread")?;
+    let slow = slow.join().expect("the slow request's thread")?;
+    ensure!(
+        slow.status == 200 && first.status == 503,
+        "{slow:?} {first:?}"
+    );
+    ensure!(
+        (second.status, second.body.trim()) == (200, "2"),
+        "{second:?}"
+    );
     Ok(())
 }

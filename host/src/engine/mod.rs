@@ -94,9 +94,10 @@ impl Default for EngineOptions {
 /// `ping-host up`'s engine flags.
 #[derive(Debug, clap::Args)]
 pub struct EngineArgs {
-    /// Instances that may exist at once (the size of the instance pool):
-    /// running, and with --instance-reuse also idle ones, which are dropped
-    /// when a request needs their place.
+    /// The size of the instance pool: WASIp2 instances that may exist at
+    /// once (running, and with --instance-reuse also idle ones, which are
+    /// dropped when a request needs their place); for WASIp3 components,
+    /// requests in flight.
     #[arg(long, default_value_t = EngineOptions::DEFAULT_MAX_INSTANCES)]
     pub max_instances: u32,
     /// Linear-memory limit of one instance, in MiB.

@@ -14,13 +14,15 @@
 //! with the store inside) — when it has served N requests, or when it has sat
 //! idle past `--idle-instance-timeout`.
 //!
-//! Idle instances stay on the connection's task (no worker task per instance,
+//! Idle instances wait in a list per component (no worker task per instance,
 //! unlike wasmtime-wasi-http's `handler::ProxyHandler`, which also needs the
-//! engine-wide `component-model-async` feature): a request takes the most
-//! recently used idle instance its own serving thread left, so its memory is
-//! still in that core's cache and the Redis connections it holds are driven
-//! by that thread's runtime; only when its thread has none idle does it take
-//! another thread's.
+//! engine-wide `component-model-async` feature), and run on the task of the
+//! request that takes them: a request takes the most recently used idle
+//! instance its own serving thread left, so its memory is still in that
+//! core's cache and the Redis connections it holds are driven by that
+//! thread's runtime; only when its thread has none idle does it take another
+//! thread's. (An instance handed to a waiting request goes to whichever
+//! thread that request is on.)
 //!
 //! Capacity: every WASIp2 instance holds one of the pool's slots (a permit
 //! of `admission::Slots`): while a request uses it, while it is being dropped
@@ -235,7 +237,15 @@ impl Instances {
             Some(idle) => Ok(idle),
             None => {
                 let (sender, receiver) = oneshot::channel();
-                pool.waiters.retain(|w| !w.is_closed());
+                // Waiters that got a slot (or gave up) leave closed senders:
+                // drop those in front, and sweep the rest only once they
+                // outnumber the live ones.
+                while pool.waiters.front().is_some_and(|w| w.is_closed()) {
+                    pool.waiters.pop_front();
+                }
+                if pool.waiters.len() > 2 * self.waiting.load(Ordering::SeqCst) + 8 {
+                    pool.waiters.retain(|w| !w.is_closed());
+                }
                 pool.waiters.push_back(sender);
                 Err((receiver, Waiting::count(&self.waiting)))
             }

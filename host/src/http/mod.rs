@@ -356,14 +356,19 @@ impl HttpServer {
         if !self.reuse.enabled() {
             return Ok(fresh(self.admit().await?));
         }
-        let (handed, _waiting) = match instances.take_idle_or_wait(&self.metrics) {
+        let (mut handed, _waiting) = match instances.take_idle_or_wait(&self.metrics) {
             Ok(lease) => return Ok(lease),
             Err(waiting) => waiting,
         };
         tokio::select! {
             biased;
-            Ok(lease) = handed => Ok(lease),
-            admission = self.admit() => Ok(fresh(admission?)),
+            Ok(lease) = &mut handed => Ok(lease),
+            admission = self.admit() => match handed.try_recv() {
+                // Handed an instance as the slot came (or the wait ran out):
+                // the warm instance, and the slot goes back.
+                Ok(lease) => Ok(lease),
+                Err(_) => Ok(fresh(admission?)),
+            },
         }
     }
 
@@ -371,13 +376,17 @@ impl HttpServer {
     /// slot is taken, idle instances (`--instance-reuse`, any component) are
     /// dropped one at a time, the one idle longest first, to free one.
     async fn admit(&self) -> Result<Admission, Refusal> {
-        let make_room = || {
+        // Again when another request took the chosen one first.
+        let make_room = || loop {
             let oldest = self.components.iter().filter_map(|s| {
                 let since = s.instances.oldest_idle_since()?;
                 Some((since, &s.instances))
             });
-            let oldest = oldest.min_by_key(|(since, _)| *since);
-            oldest.is_some_and(|(_, instances)| instances.drop_oldest_idle())
+            match oldest.min_by_key(|(since, _)| *since) {
+                None => return false,
+                Some((_, instances)) if instances.drop_oldest_idle() => return true,
+                Some(_) => {}
+            }
         };
         let admitted = self.slots.admit(&self.metrics, make_room).await;
         admitted.ok_or(Refusal::Busy)
