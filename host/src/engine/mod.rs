@@ -97,7 +97,7 @@ pub struct EngineArgs {
     /// The size of the instance pool: WASIp2 instances that may exist at
     /// once (running, and with --instance-reuse also idle ones, which are
     /// dropped when a request needs their place); for WASIp3 components,
-    /// requests in flight.
+    /// requests until their response starts.
     #[arg(long, default_value_t = EngineOptions::DEFAULT_MAX_INSTANCES)]
     pub max_instances: u32,
     /// Linear-memory limit of one instance, in MiB.

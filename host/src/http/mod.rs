@@ -363,11 +363,15 @@ impl HttpServer {
         tokio::select! {
             biased;
             Ok(lease) = &mut handed => Ok(lease),
-            admission = self.admit() => match handed.try_recv() {
-                // Handed an instance as the slot came (or the wait ran out):
-                // the warm instance, and the slot goes back.
-                Ok(lease) => Ok(lease),
-                Err(_) => Ok(fresh(admission?)),
+            admission = self.admit() => {
+                // Closed first, so no instance is handed over from here on;
+                // one handed over as the slot came (or the wait ran out) is
+                // taken, and the slot goes back.
+                handed.close();
+                match handed.try_recv() {
+                    Ok(lease) => Ok(lease),
+                    Err(_) => Ok(fresh(admission?)),
+                }
             },
         }
     }
