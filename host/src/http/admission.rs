@@ -29,6 +29,15 @@ pub(super) struct Admission {
 }
 
 impl Admission {
+    /// A request's hold on `permit` (a fresh slot, or the one an idle
+    /// instance kept), counted in the in-use gauge.
+    pub(super) fn new(permit: OwnedSemaphorePermit, metrics: &Arc<Metrics>) -> Self {
+        Admission {
+            permit,
+            _gauge: metrics.instance(),
+        }
+    }
+
     /// The slot alone, for an instance that goes idle (`--instance-reuse`):
     /// it keeps its place in the pool but is no longer in use.
     pub(super) fn into_slot(self) -> OwnedSemaphorePermit {
@@ -54,14 +63,6 @@ impl Slots {
         }
     }
 
-    /// The admission of a request that takes over an idle instance's `slot`.
-    pub(super) fn resume(slot: OwnedSemaphorePermit, metrics: &Arc<Metrics>) -> Admission {
-        Admission {
-            permit: slot,
-            _gauge: metrics.instance(),
-        }
-    }
-
     /// How many requests are waiting for a slot. Read under the idle
     /// instances' lock, which a waiter takes after it has counted itself (in
     /// `make_room`), so either the waiter finds the idle instance or the
@@ -73,10 +74,7 @@ impl Slots {
     /// A slot if one is free now.
     pub(super) fn try_admit(&self, metrics: &Arc<Metrics>) -> Option<Admission> {
         let permit = self.permits.clone().try_acquire_owned().ok()?;
-        Some(Admission {
-            permit,
-            _gauge: metrics.instance(),
-        })
+        Some(Admission::new(permit, metrics))
     }
 
     /// A slot, or `None` when none freed up within the queue wait. When every
@@ -87,28 +85,23 @@ impl Slots {
         metrics: &Arc<Metrics>,
         mut make_room: impl FnMut() -> bool,
     ) -> Option<Admission> {
-        let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                let _waiting = Waiting::count(&self.waiting);
-                loop {
-                    if let Ok(p) = self.permits.clone().try_acquire_owned() {
-                        break p;
-                    }
-                    if !make_room() {
-                        let wait = self.permits.clone().acquire_owned();
-                        break tokio::time::timeout(self.queue_wait, wait)
-                            .await
-                            .ok()?
-                            .ok()?;
-                    }
-                }
+        if let Some(admission) = self.try_admit(metrics) {
+            return Some(admission);
+        }
+        let _waiting = Waiting::count(&self.waiting);
+        let permit = loop {
+            if let Ok(p) = self.permits.clone().try_acquire_owned() {
+                break p;
+            }
+            if !make_room() {
+                let wait = self.permits.clone().acquire_owned();
+                break tokio::time::timeout(self.queue_wait, wait)
+                    .await
+                    .ok()?
+                    .ok()?;
             }
         };
-        Some(Admission {
-            permit,
-            _gauge: metrics.instance(),
-        })
+        Some(Admission::new(permit, metrics))
     }
 }
 

@@ -146,7 +146,7 @@ impl Idle {
     fn lease(self, metrics: &Arc<Metrics>) -> Lease {
         Lease {
             instance: self.instance,
-            admission: Slots::resume(self.slot, metrics),
+            admission: Admission::new(self.slot, metrics),
         }
     }
 }
