@@ -195,6 +195,12 @@ def at_rate(url: str, qps: float, runs: int = 3) -> dict:
     return {**measured[len(measured) // 2], "p99_runs_ms": [r["p99_ms"] for r in measured]}
 
 
+def at_half_max(points: dict, series: str, url: str) -> dict:
+    """`at_rate` at half the best req/s `series` reached over `points`, with that rate."""
+    qps = max(points[c][series]["rps"] for c in points) / 2
+    return {"qps": round(qps), **at_rate(url, qps)}
+
+
 def redis_benchmark(port: int, clients: int) -> dict:
     n = 50_000 if clients == 1 else 200_000
     out = subprocess.run(
@@ -413,19 +419,17 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
         started.remove(server)
     host.resume()
     ping_url = targets["ping-host /ping"][1]
-    max_rps = max(results["points"][c]["ping-host /ping"]["rps"] for c in results["points"])
-    results["half_max"] = {"qps": round(max_rps / 2), **at_rate(ping_url, max_rps / 2)}
+    results["half_max"] = at_half_max(results["points"], "ping-host /ping", ping_url)
     # The floor of that figure on this machine: the native hyper+INCR server
     # at the same rate, with the same client.
     host.pause()
     baseline.resume()
-    results["half_max_hyper"] = at_rate(targets["hyper /ping"][1], max_rps / 2)
+    results["half_max_hyper"] = at_rate(targets["hyper /ping"][1], results["half_max"]["qps"])
     # And at half of *its own* maximum: the same goal applied to the native
     # server. oha releases rate-limited requests in 1-ms batches (tokio's
     # timer), so a server's p99 at half its own maximum is largely the batch
     # and the shared cores; this is that figure's floor on this machine.
-    hyper_max = max(results["points"][c]["hyper /ping"]["rps"] for c in results["points"])
-    results["half_own_max_hyper"] = {"qps": round(hyper_max / 2), **at_rate(targets["hyper /ping"][1], hyper_max / 2)}
+    results["half_own_max_hyper"] = at_half_max(results["points"], "hyper /ping", targets["hyper /ping"][1])
     baseline.stop()
     started.remove(baseline)
     host.resume()
@@ -441,8 +445,7 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
         host.pause()
         host_reuse.resume()
         reuse_url = targets[f"ping-host /ping reuse {REUSE}"][1]
-        reuse_max = max(results["points"][c][f"ping-host /ping reuse {REUSE}"]["rps"] for c in results["points"])
-        results["half_max_reuse"] = {"qps": round(reuse_max / 2), **at_rate(reuse_url, reuse_max / 2)}
+        results["half_max_reuse"] = at_half_max(results["points"], f"ping-host /ping reuse {REUSE}", reuse_url)
         results["counter_check_reuse"] = counter_check(reuse_url)
         host_reuse.stop()
         started.remove(host_reuse)
