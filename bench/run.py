@@ -15,7 +15,8 @@ timers (ping-host's 1 ms epoch ticker) take no CPU from it.
 Then, at each concurrency, oha drives each server for a fixed time, and
 redis-benchmark measures Redis's own INCR rate. It also measures cold start
 (with and without the compilation cache), per-instance instantiation time,
-p99 at half the maximum /ping rate, each server's CPU per 1,000 requests,
+p99 at half the maximum /ping rate (and at half their own maximum, hyper's
+/ping and both hello servers'), each server's CPU per 1,000 requests,
 ping-host's peak RSS, checks that the counter equals the successful requests
 in every mode, and profiles ping-host at 64 connections into flame graphs.
 
@@ -73,6 +74,8 @@ WASMTIME_FLAGS = ["-S", "cli", "-O", "pooling-allocator",
                   "-O", "pooling-memory-keep-resident=262144", "-O", "pooling-table-keep-resident=262144"]
 WASMTIME_REUSE_FLAGS = ["--max-instance-reuse-count", str(REUSE)]
 HOST_REUSE_FLAGS = ["--instance-reuse", str(REUSE)]
+# The hello servers whose p99 at half their own maximum the run reports.
+HELLO_HALF_MAX = ["hello: ping-host", "hello: wasmtime serve"]
 
 # The rows of the table and chart, in order; a run has those it could measure.
 PING_SERIES = ["ping-host /ping", f"ping-host /ping reuse {REUSE}", P3_SERIES, "ping-host /", "hyper /ping", "hyper /", "flask /ping", "redis-benchmark INCR"]
@@ -413,7 +416,7 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
 
     # The rest runs on ping-host alone: the other servers stop, except the
     # reuse-mode host (its counter check) and the hello host (its profile).
-    keep = {host, host_reuse, baseline, targets["hello: ping-host"][0]}
+    keep = {host, host_reuse, baseline, *(targets[name][0] for name in HELLO_HALF_MAX)}
     for server in [s for s in started if s is not redis and s not in keep]:
         server.stop()
         started.remove(server)
@@ -432,6 +435,17 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
     results["half_own_max_hyper"] = at_half_max(results["points"], "hyper /ping", targets["hyper /ping"][1])
     baseline.stop()
     started.remove(baseline)
+    # The same goal applied to the Wasm peer: ping-host and `wasmtime serve`
+    # on the hello component, each at half its own maximum, a fresh instance
+    # per request on both.
+    results["half_own_max_hello"] = {}
+    for name in HELLO_HALF_MAX:
+        server, url = targets[name]
+        server.resume()
+        results["half_own_max_hello"][name] = at_half_max(results["points"], name, url)
+        server.pause()
+    targets["hello: wasmtime serve"][0].stop()
+    started.remove(targets["hello: wasmtime serve"][0])
     host.resume()
 
     def counter_check(url: str) -> dict:
@@ -603,6 +617,8 @@ def report(results: dict, stem: str) -> str:
           if (h := results.get("half_max_hyper")) else []),
         *([f"- The hyper+INCR server at half *its own* maximum ({h['qps']} req/s; the same goal applied to the native server): p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms, p99.9 {h['p999_ms']} ms{runs_note(h)}."]
           if (h := results.get("half_own_max_hyper")) else []),
+        *[f"- The hello component on {name.removeprefix('hello: ')} at half its own maximum ({h['qps']} req/s; a fresh instance per request): p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms, p99.9 {h['p999_ms']} ms{runs_note(h)}."
+          for name, h in results.get("half_own_max_hello", {}).items()],
         *([f"- `{' '.join(HOST_REUSE_FLAGS)}` at half its maximum rate ({h['qps']} req/s): p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms, p99.9 {h['p999_ms']} ms{runs_note(h)}."]
           if (h := results.get("half_max_reuse")) else []),
         f"- Counter check (20,000 `/ping` at 64 connections): {cc['successful']} successful, {cc['errors']} errors, counter {cc['counter']}: {'exact' if cc['exact'] else 'MISMATCH'}.",
