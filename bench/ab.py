@@ -12,6 +12,13 @@ add `ping-host up` flags to one side (e.g. `--instance-reuse 128`), so one
 binary can be A/B'd against itself. Use it for changes that should not move
 performance (a refactor) or to measure one that should; `make bench` remains
 the full run against the peers.
+
+`BENCH_AB_TOGETHER=QPS` runs both sides at the same time instead, each under
+its own oha at QPS req/s on 32 connections on `/ping`, for BENCH_ROUNDS rounds
+(default 3) of BENCH_DURATION seconds, and compares them round by round. On a
+machine whose speed drifts by ±15 % from one minute to the next, taking turns
+cannot show a change of a few percent; loaded together, both sides see the same
+drift, and a 3-µs difference in CPU per request showed in six rounds of six.
 """
 
 from __future__ import annotations
@@ -20,11 +27,19 @@ import statistics
 import sys
 import tempfile
 
+from concurrent.futures import ThreadPoolExecutor
+
 from run import CONCURRENCY, HOST, ROOT, Server, free_port, oha, wait_ok
 
 DURATION = int(__import__("os").environ.get("BENCH_DURATION", "8"))
 ROUNDS = int(__import__("os").environ.get("BENCH_ROUNDS", "3"))
+TOGETHER = __import__("os").environ.get("BENCH_AB_TOGETHER")
 PATHS = ["/ping", "/"]
+
+
+def extra_args(name: str) -> list[str]:
+    """`BENCH_AB_ARGS_BEFORE` / `BENCH_AB_ARGS_AFTER`, split."""
+    return __import__("os").environ.get(f"BENCH_AB_ARGS_{name.upper()}", "").split()
 
 
 def serve(binary: str, redis_port: int, cache: str, extra: list[str]) -> tuple[Server, int]:
@@ -45,10 +60,11 @@ def main() -> None:
     samples: dict = {}
     try:
         with tempfile.TemporaryDirectory() as cache:
+            if TOGETHER:
+                return together({"before": before, "after": after}, redis_port, cache, float(TOGETHER))
             for r in range(ROUNDS):
                 for name, binary in ([("before", before), ("after", after)] if r % 2 == 0 else [("after", after), ("before", before)]):
-                    extra = __import__("os").environ.get(f"BENCH_AB_ARGS_{name.upper()}", "").split()
-                    server, port = serve(binary, redis_port, cache, extra)
+                    server, port = serve(binary, redis_port, cache, extra_args(name))
                     try:
                         for c in CONCURRENCY:
                             for path in PATHS:
@@ -67,6 +83,33 @@ def main() -> None:
         med = lambda side, key: statistics.median(p[key] for p in by[side])
         b, a = med("before", "rps"), med("after", "rps")
         print(f"| `{path}` | {c} | {b:,.0f} | {a:,.0f} | {a / b:.3f} | {med('before', 'p99_ms')} | {med('after', 'p99_ms')} | {med('before', 'cpu_ms_per_1k'):.0f} | {med('after', 'cpu_ms_per_1k'):.0f} |")
+
+
+def together(binaries: dict, redis_port: int, cache: str, qps: float) -> None:
+    """Both sides served and loaded at once (see the module doc); prints medians
+    and in how many rounds "after" was lower, per measure."""
+    sides = {name: serve(binary, redis_port, cache, extra_args(name)) for name, binary in binaries.items()}
+    rounds = []
+    try:
+        with ThreadPoolExecutor(len(sides)) as pool:
+            list(pool.map(lambda side: oha(f"http://127.0.0.1:{side[1]}/ping", 32, seconds=2), sides.values()))  # warm-up
+            for _ in range(ROUNDS):
+                cpu = {name: server.cpu_seconds() for name, (server, _) in sides.items()}
+                runs = {name: pool.submit(oha, f"http://127.0.0.1:{port}/ping", 32, seconds=DURATION, qps=qps) for name, (_, port) in sides.items()}
+                point = {name: run.result() for name, run in runs.items()}
+                for name, (server, _) in sides.items():
+                    point[name]["cpu_us"] = (server.cpu_seconds() - cpu[name]) / max(point[name]["ok"], 1) * 1e6
+                rounds.append(point)
+    finally:
+        for server, _ in sides.values():
+            server.stop()
+    print(f"Both sides at once, {qps:,.0f} req/s each on 32 connections, {ROUNDS} rounds x {DURATION} s on `/ping`; medians.\n")
+    print("| measure | before | after | after lower in |")
+    print("|---|---|---|---|")
+    for key, label in (("cpu_us", "CPU µs/request"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms")):
+        med = lambda side: statistics.median(r[side][key] for r in rounds)
+        lower = sum(r["after"][key] < r["before"][key] for r in rounds)
+        print(f"| {label} | {med('before'):.2f} | {med('after'):.2f} | {lower} of {len(rounds)} rounds |")
 
 
 if __name__ == "__main__":
