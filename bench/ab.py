@@ -18,7 +18,8 @@ its own oha at QPS req/s on 32 connections on `/ping`, for BENCH_ROUNDS rounds
 (default 3) of BENCH_DURATION seconds, and compares them round by round. On a
 machine whose speed drifts by ±15 % from one minute to the next, taking turns
 cannot show a change of a few percent; loaded together, both sides see the same
-drift, and a 3-µs difference in CPU per request showed in six rounds of six.
+drift, and a 4-µs difference in CPU per request (about 4 %) showed in six
+rounds of six.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from run import CONCURRENCY, HOST, ROOT, Server, free_port, oha, wait_ok
 
 DURATION = int(__import__("os").environ.get("BENCH_DURATION", "8"))
 ROUNDS = int(__import__("os").environ.get("BENCH_ROUNDS", "3"))
-TOGETHER = __import__("os").environ.get("BENCH_AB_TOGETHER")
+TOGETHER_QPS = float(__import__("os").environ.get("BENCH_AB_TOGETHER") or 0)
 PATHS = ["/ping", "/"]
 
 
@@ -60,8 +61,8 @@ def main() -> None:
     samples: dict = {}
     try:
         with tempfile.TemporaryDirectory() as cache:
-            if TOGETHER:
-                return together({"before": before, "after": after}, redis_port, cache, float(TOGETHER))
+            if TOGETHER_QPS > 0:
+                return together({"before": before, "after": after}, redis_port, cache, TOGETHER_QPS)
             for r in range(ROUNDS):
                 for name, binary in ([("before", before), ("after", after)] if r % 2 == 0 else [("after", after), ("before", before)]):
                     server, port = serve(binary, redis_port, cache, extra_args(name))
@@ -88,9 +89,11 @@ def main() -> None:
 def together(binaries: dict, redis_port: int, cache: str, qps: float) -> None:
     """Both sides served and loaded at once (see the module doc); prints medians
     and in how many rounds "after" was lower, per measure."""
-    sides = {name: serve(binary, redis_port, cache, extra_args(name)) for name, binary in binaries.items()}
+    sides: dict = {}
     rounds = []
     try:
+        for name, binary in binaries.items():
+            sides[name] = serve(binary, redis_port, cache, extra_args(name))
         with ThreadPoolExecutor(len(sides)) as pool:
             list(pool.map(lambda side: oha(f"http://127.0.0.1:{side[1]}/ping", 32, seconds=2), sides.values()))  # warm-up
             for _ in range(ROUNDS):

@@ -414,8 +414,9 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
         results["points"][str(c)] = point
     results["peak_rss_mb"] = round(host.peak_rss_mb(), 1)
 
-    # The rest runs on ping-host alone: the other servers stop, except the
-    # reuse-mode host (its counter check) and the hello host (its profile).
+    # The rest runs one server at a time: the others stop, except the
+    # reuse-mode host (its counter check), the hyper+INCR server and the two
+    # hello servers (their half-maximum runs) and the hello host (its profile).
     keep = {host, host_reuse, baseline, *(targets[name][0] for name in HELLO_HALF_MAX)}
     for server in [s for s in started if s is not redis and s not in keep]:
         server.stop()
@@ -444,8 +445,8 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
         server.resume()
         results["half_own_max_hello"][name] = at_half_max(results["points"], name, url)
         server.pause()
-    targets["hello: wasmtime serve"][0].stop()
-    started.remove(targets["hello: wasmtime serve"][0])
+    hello_wt.stop()
+    started.remove(hello_wt)
     host.resume()
 
     def counter_check(url: str) -> dict:
@@ -494,6 +495,11 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
         "cold_start_warm_ms": results["cold_start_ms"]["warm_cache"],
         "peak_rss_mb": results["peak_rss_mb"],
     }
+
+
+def rate_line(what: str, point: dict) -> str:
+    """The report's line for a fixed-rate figure: `what`, its latencies, how it was taken."""
+    return f"- {what}: p50 {point['p50_ms']} ms, p99 {point['p99_ms']} ms, p99.9 {point['p999_ms']} ms{runs_note(point)}."
 
 
 def runs_note(point: dict) -> str:
@@ -612,14 +618,14 @@ def report(results: dict, stem: str) -> str:
         "",
         f"- Cold start to the first 200 on `/ping`: {results['cold_start_ms']['warm_cache']} ms with the compilation cache, {results['cold_start_ms']['no_cache']} ms without (median of 5).",
         f"- Instantiation (store + instance, ping component): mean {results['instantiate']['mean_us']} µs, p50 {results['instantiate']['p50_us']} µs, p99 {results['instantiate']['p99_us']} µs over {results['instantiate']['instances']} instances.",
-        f"- At half the maximum rate ({results['half_max']['qps']} req/s, 64 connections): p50 {results['half_max']['p50_ms']} ms, p99 {results['half_max']['p99_ms']} ms, p99.9 {results['half_max']['p999_ms']} ms{runs_note(results['half_max'])}.",
-        *([f"- The hyper+INCR server at that same rate (this machine's and the load generator's floor): p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms, p99.9 {h['p999_ms']} ms{runs_note(h)}."]
+        rate_line(f"At half the maximum rate ({results['half_max']['qps']} req/s, 64 connections)", results["half_max"]),
+        *([rate_line("The hyper+INCR server at that same rate (this machine's and the load generator's floor)", h)]
           if (h := results.get("half_max_hyper")) else []),
-        *([f"- The hyper+INCR server at half *its own* maximum ({h['qps']} req/s; the same goal applied to the native server): p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms, p99.9 {h['p999_ms']} ms{runs_note(h)}."]
+        *([rate_line(f"The hyper+INCR server at half *its own* maximum ({h['qps']} req/s; the same goal applied to the native server)", h)]
           if (h := results.get("half_own_max_hyper")) else []),
-        *[f"- The hello component on {name.removeprefix('hello: ')} at half its own maximum ({h['qps']} req/s; a fresh instance per request): p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms, p99.9 {h['p999_ms']} ms{runs_note(h)}."
+        *[rate_line(f"The hello component on {name.removeprefix('hello: ')} at half its own maximum ({h['qps']} req/s; a fresh instance per request)", h)
           for name, h in results.get("half_own_max_hello", {}).items()],
-        *([f"- `{' '.join(HOST_REUSE_FLAGS)}` at half its maximum rate ({h['qps']} req/s): p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms, p99.9 {h['p999_ms']} ms{runs_note(h)}."]
+        *([rate_line(f"`{' '.join(HOST_REUSE_FLAGS)}` at half its maximum rate ({h['qps']} req/s)", h)]
           if (h := results.get("half_max_reuse")) else []),
         f"- Counter check (20,000 `/ping` at 64 connections): {cc['successful']} successful, {cc['errors']} errors, counter {cc['counter']}: {'exact' if cc['exact'] else 'MISMATCH'}.",
         *([f"- Counter check with `{' '.join(HOST_REUSE_FLAGS)}`: {cr['successful']} successful, {cr['errors']} errors, counter {cr['counter']}: {'exact' if cr['exact'] else 'MISMATCH'}."]
