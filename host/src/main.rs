@@ -28,9 +28,12 @@ use ping_host::{manifest, variables};
 /// build: 105 → 101 µs, lower in all six rounds.
 ///
 /// Built with `no_thp`: mimalloc otherwise asks for transparent huge pages
-/// on its arenas (`MADV_HUGEPAGE`), which put ~25 MB more in RSS at idle (49
-/// against 22 MB) and 28 MB more at peak after 256 connections, for no
-/// measurable CPU gain (four paired rounds: within 0.2 µs per request).
+/// on its arenas (`MADV_HUGEPAGE`), which put 24 MB more in RSS at idle (49
+/// against 25 MB) and 23 MB more after 256 connections (102 against 79 MB;
+/// glibc's malloc: 22 and 75 MB), for no measurable CPU gain (four paired
+/// rounds: within 0.2 µs per request). A build-time choice on purpose:
+/// mimalloc's run-time `allow_thp` off would disable huge pages for the
+/// whole process (`PR_SET_THP_DISABLE`), wasmtime's memories included.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
