@@ -24,23 +24,24 @@ rounds of six.
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
-
 from concurrent.futures import ThreadPoolExecutor
 
 from run import CONCURRENCY, HOST, ROOT, Server, free_port, oha, wait_ok
 
-DURATION = int(__import__("os").environ.get("BENCH_DURATION", "8"))
-ROUNDS = int(__import__("os").environ.get("BENCH_ROUNDS", "3"))
-TOGETHER_QPS = float(__import__("os").environ.get("BENCH_AB_TOGETHER") or 0)
+DURATION = int(os.environ.get("BENCH_DURATION", "8"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+TOGETHER_QPS = float(os.environ.get("BENCH_AB_TOGETHER") or 0)
 PATHS = ["/ping", "/"]
 
 
 def extra_args(name: str) -> list[str]:
     """`BENCH_AB_ARGS_BEFORE` / `BENCH_AB_ARGS_AFTER`, split."""
-    return __import__("os").environ.get(f"BENCH_AB_ARGS_{name.upper()}", "").split()
+    return os.environ.get(f"BENCH_AB_ARGS_{name.upper()}", "").split()
 
 
 def serve(binary: str, redis_port: int, cache: str, extra: list[str]) -> tuple[Server, int]:
@@ -55,7 +56,7 @@ def main() -> None:
     before, after = (sys.argv[1:3] + [str(HOST)] * 2)[:2]
     redis_port = free_port()
     redis = Server(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"])
-    wait_redis = lambda: __import__("subprocess").run(["redis-cli", "-p", str(redis_port), "ping"], capture_output=True).returncode == 0
+    wait_redis = lambda: subprocess.run(["redis-cli", "-p", str(redis_port), "ping"], capture_output=True).returncode == 0
     while not wait_redis():
         pass
     samples: dict = {}

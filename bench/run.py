@@ -414,9 +414,9 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
         results["points"][str(c)] = point
     results["peak_rss_mb"] = round(host.peak_rss_mb(), 1)
 
-    # The rest runs one server at a time: the others stop, except the
-    # reuse-mode host (its counter check), the hyper+INCR server and the two
-    # hello servers (their half-maximum runs) and the hello host (its profile).
+    # The rest runs one server at a time. Kept: the reuse-mode host (its
+    # counter check), the hyper+INCR server and the hello servers (their
+    # half-maximum runs; ping-host's also for its profile).
     keep = {host, host_reuse, baseline, *(targets[name][0] for name in HELLO_HALF_MAX)}
     for server in [s for s in started if s is not redis and s not in keep]:
         server.stop()
