@@ -14,9 +14,10 @@
 //!
 //! What is shared: the `HttpServer` (routes, components, idle instances, the
 //! admission semaphore, metrics). Each thread opens its own Redis connections
-//! (see `SharedConnections`), but a reused instance taken over from another
-//! thread still holds that thread's, whose driver runs on the runtime that
-//! opened it, so no runtime stops until every thread has drained.
+//! (see `SharedConnections`), and a reused instance taken over from another
+//! thread moves to this thread's at its next command; until then it holds a
+//! handle on the other thread's, whose driver runs on the runtime that opened
+//! it, so no runtime stops until every thread has drained.
 
 use std::cell::Cell;
 use std::net::SocketAddr;

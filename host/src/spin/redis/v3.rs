@@ -11,7 +11,7 @@ use std::time::Instant;
 use redis::Value;
 use wasmtime::component::{Accessor, HasData, Linker, Resource};
 
-use super::{RedisView, arbitrary, command, connection, flatten, send};
+use super::{RedisView, arbitrary, command, flatten, send};
 use crate::spin::bindings::redis_v3::{
     self as wit, Connection, Error, RedisParameter, RedisResult,
 };
@@ -42,8 +42,8 @@ async fn run<T, R: redis::FromRedisValue>(
     let rep = conn.rep();
     let (manager, address) = accessor
         .with(|mut access| {
-            let opened = connection(access.get().table, rep)?;
-            Ok((opened.conn.clone(), opened.address.clone()))
+            let view = access.get();
+            view.ctx.connection(view.table, rep)
         })
         .map_err(redis_error_v3)?;
     let started = Instant::now();
@@ -72,7 +72,7 @@ impl<T> wit::HostConnectionWithStore<T> for RedisHostV3 {
         accessor
             .with(|mut access| {
                 let view = access.get();
-                view.ctx.open(view.table, &address)
+                view.ctx.open(view.table, address)
             })
             .map(Resource::new_own)
             .map_err(redis_error_v3)
