@@ -92,7 +92,9 @@ impl From<&RedisArgs> for Timeouts {
 /// idle-instance affinity (`oha -c 64` on `/ping`, three interleaved rounds):
 /// 17.0–17.3k → 17.7–19.8k req/s and 83–86 → 72–81 ms of CPU per 1,000
 /// requests with a fresh instance per request; no change beyond noise with
-/// `--instance-reuse 128` (BENCHMARKS.md).
+/// `--instance-reuse 128` (BENCHMARKS.md), because a reused instance taken
+/// over by the other thread kept the first thread's connection: it now
+/// moves to its new thread's at its next command (`RedisCtx::connection`).
 pub struct SharedConnections {
     timeouts: Timeouts,
     pub(crate) metrics: Arc<Metrics>,
