@@ -29,6 +29,7 @@ skips the flame graphs.
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import os
 import pathlib
@@ -476,7 +477,7 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
             continue
         (hello_host if server is host else host).pause()
         server.resume()
-        svg = RESULTS / f"{results['date'][:10]}-flame-{label}.svg"
+        svg = RESULTS / f"{stem_of(results)}-flame-{label}.svg"
         svg.unlink(missing_ok=True)
         note = flame_graph(server, url, svg, f"ping-host serving the {label} component, oha -c 64, {results['date']}")
         results["profiles"][label] = {"svg": svg.name if svg.exists() else None, "note": note}
@@ -525,8 +526,21 @@ def ratios(points: dict) -> dict:
     }
 
 
+def stem_of(results: dict) -> str:
+    """The run's file name stem in bench/results: its day, or `<day>-N` when an
+    earlier run of that day already holds the name (so a second run never
+    overwrites the first); a saved run re-rendered keeps its own."""
+    day = results["date"][:10]
+    for n in itertools.count(1):
+        stem = day if n == 1 else f"{day}-{n}"
+        saved = RESULTS / f"{stem}.json"
+        if not saved.exists() or json.loads(saved.read_text())["date"] == results["date"]:
+            return stem
+    raise AssertionError("unreachable")
+
+
 def write(results: dict) -> None:
-    stem = results["date"][:10]
+    stem = stem_of(results)
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     chart(results, RESULTS / f"{stem}.png")
     (RESULTS / f"{stem}.md").write_text(report(results, stem))
