@@ -72,10 +72,10 @@ pub fn bind(addr: SocketAddr, n: usize) -> Result<Vec<std::net::TcpListener>> {
 /// than this still works; its registration just wakes the driver, as before.
 const ARMED_AHEAD: Duration = Duration::from_millis(500);
 
-/// Keeps a timer pending on this thread's runtime at all times, at most
-/// [`ARMED_AHEAD`] away, so that the timers every request sets (hyper's head
-/// timeout, the request deadline, the Redis command timeout) never fall
-/// before the time the runtime's driver last planned to wake at.
+/// Keeps a timer pending on this thread's runtime, at most [`ARMED_AHEAD`]
+/// away, so that the timers every request sets (hyper's head timeout, the
+/// request deadline, the Redis command timeout) almost never fall before the
+/// time the runtime's driver last planned to wake at.
 ///
 /// Why: Tokio 1.54 wakes a runtime's I/O driver (an `eventfd` write, and one
 /// more trip through `epoll_wait`) whenever a new timer is due before the
@@ -88,9 +88,10 @@ const ARMED_AHEAD: Duration = Duration::from_millis(500);
 /// instance per request (`perf stat` on the syscalls): 0.49 → 0.001 `eventfd`
 /// writes and 0.76 → 0.50 `epoll_wait` calls per request; `bench/ab.py
 /// BENCH_AB_TOGETHER=3000`: CPU 214.7 → 213.4 µs per request (on a slow day),
-/// lower in 6 of 6 rounds. Small, so it stays one task: two timer wake-ups a
-/// second per serving thread when idle (the engine's epoch ticker thread
-/// already wakes every millisecond). Remove it once Tokio has the fix.
+/// lower in 6 of 6 rounds. Small, so it stays one task; an idle serving
+/// thread pays for it with two to four wake-ups and two `eventfd` writes a
+/// second (the engine's epoch ticker thread already wakes every
+/// millisecond). Remove it once Tokio has the fix.
 async fn keep_a_timer_armed() {
     let mut every = tokio::time::interval(ARMED_AHEAD);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -83,7 +83,10 @@ impl RedisCtx {
         }
         let conn = match cached {
             Some(opened) => opened.conn,
-            None => self.shared(&raw, &address)?,
+            None => self
+                .connections
+                .connection(&raw, &address)
+                .map_err(|e| guest_error(&address, &self.component, "open", e).0)?,
         };
         self.open += 1;
         let entry = table
@@ -97,21 +100,13 @@ impl RedisCtx {
         Ok(entry.rep())
     }
 
-    /// This serving thread's shared connection for the guest's address
-    /// string `raw` (parsed and allowed as `address`).
-    fn shared(&self, raw: &str, address: &Arc<Address>) -> Result<ConnectionManager, RedisError> {
-        match self.connections.cached(raw) {
-            Some(opened) => Ok(opened.conn),
-            None => self
-                .connections
-                .connection(raw, address)
-                .map_err(|e| guest_error(address, &self.component, "open", e).0.into()),
-        }
-    }
-
     /// The guest's connection with table index `rep`, to send a command on:
     /// first moved to this thread's shared connection when the instance now
-    /// runs on another serving thread than the one it last sent from.
+    /// runs on another serving thread than the one it opened the connection
+    /// on or last sent from. Should no connection be had here (it cannot
+    /// fail in practice: the address built one before), the old one serves.
+    /// Past `MAX_CACHED_ADDRESSES` address strings on this thread, the one
+    /// it gets is its own, as every `open` there gets.
     ///
     /// Why: a reused instance (`--instance-reuse`) keeps the connection a
     /// request opened (ping's component does) and can be taken by the other
@@ -133,8 +128,13 @@ impl RedisCtx {
             .map_err(RedisError::trap)?;
         let here = std::thread::current().id();
         if opened.thread != here {
-            opened.conn = self.shared(&opened.raw, &opened.address)?;
-            opened.thread = here;
+            let this_threads = match self.connections.cached(&opened.raw) {
+                Some(cached) => Ok(cached.conn),
+                None => self.connections.connection(&opened.raw, &opened.address),
+            };
+            if let Ok(conn) = this_threads {
+                (opened.conn, opened.thread) = (conn, here);
+            }
         }
         Ok((opened.conn.clone(), opened.address.clone()))
     }
@@ -507,6 +507,12 @@ mod tests {
             assert!(
                 shared.cached(raw).is_some(),
                 "the command goes over this thread's connection"
+            );
+            let kept = table.get(&Resource::<RedisConnection>::new_borrow(rep));
+            assert_eq!(
+                kept.expect("still open").thread,
+                std::thread::current().id(),
+                "and the guest's connection keeps it for the next command"
             );
         });
     }
