@@ -7,6 +7,9 @@
 #   netavark, aardvark-dns                      container networks with name resolution (compose's
 #                                               `redis` host name); Debian's podman falls back to CNI
 #                                               without DNS when they are missing
+#   iptables                                    netavark's firewall driver runs it for every
+#                                               container network; without it every `podman run`
+#                                               fails with "netavark: No such file or directory"
 #   .tools/venv: podman-compose                 the compose implementation the tests drive (pinned)
 #   .tools/compose-spec/compose.schema.json     the Compose Specification's JSON schema, from the
 #                                               npm package dclint@3.1.0, checked against its sha256
@@ -32,6 +35,7 @@ command -v buildah >/dev/null 2>&1 || missing+=(buildah)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 [ -x /usr/lib/podman/netavark ] || missing+=(netavark)
 [ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
+[ -x /usr/sbin/iptables ] || command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 if [ "${#missing[@]}" -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || { echo "missing: ${missing[*]}; install them and retry" >&2; exit 1; }
   log "apt-get install ${missing[*]}"
