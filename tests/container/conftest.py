@@ -95,13 +95,14 @@ def _detect_conf(tmp: Path) -> Path:
         conf.write_text(text)
 
     env = dict(os.environ, CONTAINERS_CONF=str(conf))
-    last_error = [""]
+    last_error = ""
 
     # Probe with the app image itself (static, prints its version).
     def works() -> bool:
+        nonlocal last_error
         p = subprocess.run(["podman", "run", "--rm", "--entrypoint", "/app/ping-host", PING_IMAGE,
                             "--version"], env=env, capture_output=True, text=True, timeout=120)
-        last_error[0] = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"
+        last_error = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"
         return p.returncode == 0
 
     write([])
@@ -116,7 +117,7 @@ def _detect_conf(tmp: Path) -> Path:
         if works():
             return conf
     pytest.fail(f"podman cannot start a container here with any ulimits tried (last error: "
-                f"{last_error[0]}); see {conf}, and run scripts/install-container-tools.sh "
+                f"{last_error}); see {conf}, and run scripts/install-container-tools.sh "
                 "(make container-tools) for what podman needs")
 
 
