@@ -191,18 +191,35 @@ def oha(url: str, concurrency: int, seconds: int | None = None, requests: int | 
     }
 
 
-def at_rate(url: str, qps: float, runs: int = 3) -> dict:
+def at_rate(url: str, qps: float, server: "Server | None" = None, runs: int = 3) -> dict:
     """`runs` timed runs at a fixed rate, 64 connections: the run with the
     median p99, plus every run's p99: on this shared 2-core machine one 6-s
-    run of the same build at the same rate gave p99s from 2.2 to 6.8 ms."""
-    measured = sorted((oha(url, 64, seconds=DURATION, qps=qps) for _ in range(runs)), key=lambda r: r["p99_ms"])
+    run of the same build at the same rate gave p99s from 2.2 to 6.8 ms.
+    With `server`, each run also records its CPU seconds per 1,000 requests:
+    at a fixed rate below the maximum a request costs more CPU than at full
+    rate (its threads sleep and wake per request instead of finding the next
+    one ready: ping-host 173-193 µs per `/ping` at 5,200-6,100 req/s against
+    165 at full rate on 2026-12-01), so half the maximum rate keeps the cores
+    more than half busy."""
+    measured = sorted((with_cpu(server, lambda: oha(url, 64, seconds=DURATION, qps=qps)) for _ in range(runs)),
+                      key=lambda r: r["p99_ms"])
     return {**measured[len(measured) // 2], "p99_runs_ms": [r["p99_ms"] for r in measured]}
 
 
-def at_half_max(points: dict, series: str, url: str) -> dict:
+def with_cpu(server: "Server | None", run) -> dict:
+    """`run()`'s oha figures, plus `server`'s CPU seconds per 1,000 successful
+    requests while it ran (`cpu_s_per_1k`) when there is a server to read."""
+    before = server.cpu_seconds() if server else 0.0
+    point = run()
+    if server:
+        point["cpu_s_per_1k"] = round((server.cpu_seconds() - before) / max(point["ok"], 1) * 1000, 4)
+    return point
+
+
+def at_half_max(points: dict, series: str, url: str, server: "Server | None" = None) -> dict:
     """`at_rate` at half the best req/s `series` reached over `points`, with that rate."""
     qps = max(points[c][series]["rps"] for c in points) / 2
-    return {"qps": round(qps), **at_rate(url, qps)}
+    return {"qps": round(qps), **at_rate(url, qps, server)}
 
 
 def redis_benchmark(port: int, clients: int) -> dict:
@@ -390,11 +407,7 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
         if server:
             server.resume()
         try:
-            cpu_before = server.cpu_seconds() if server else 0.0
-            point = oha(url, c, seconds=DURATION)
-            if server:
-                point["cpu_s_per_1k"] = round((server.cpu_seconds() - cpu_before) / max(point["ok"], 1) * 1000, 4)
-            return point
+            return with_cpu(server, lambda: oha(url, c, seconds=DURATION))
         finally:
             if server:
                 server.pause()
@@ -424,17 +437,17 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
         started.remove(server)
     host.resume()
     ping_url = targets["ping-host /ping"][1]
-    results["half_max"] = at_half_max(results["points"], "ping-host /ping", ping_url)
+    results["half_max"] = at_half_max(results["points"], "ping-host /ping", ping_url, host)
     # The floor of that figure on this machine: the native hyper+INCR server
     # at the same rate, with the same client.
     host.pause()
     baseline.resume()
-    results["half_max_hyper"] = at_rate(targets["hyper /ping"][1], results["half_max"]["qps"])
+    results["half_max_hyper"] = at_rate(targets["hyper /ping"][1], results["half_max"]["qps"], baseline)
     # And at half of *its own* maximum: the same goal applied to the native
     # server. oha releases rate-limited requests in 1-ms batches (tokio's
     # timer), so a server's p99 at half its own maximum is largely the batch
     # and the shared cores; this is that figure's floor on this machine.
-    results["half_own_max_hyper"] = at_half_max(results["points"], "hyper /ping", targets["hyper /ping"][1])
+    results["half_own_max_hyper"] = at_half_max(results["points"], "hyper /ping", targets["hyper /ping"][1], baseline)
     baseline.stop()
     started.remove(baseline)
     # The same goal applied to the Wasm peer: ping-host and `wasmtime serve`
@@ -444,7 +457,7 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
     for name in HELLO_HALF_MAX:
         server, url = targets[name]
         server.resume()
-        results["half_own_max_hello"][name] = at_half_max(results["points"], name, url)
+        results["half_own_max_hello"][name] = at_half_max(results["points"], name, url, server)
         server.pause()
     hello_wt.stop()
     started.remove(hello_wt)
@@ -461,7 +474,7 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
         host.pause()
         host_reuse.resume()
         reuse_url = targets[f"ping-host /ping reuse {REUSE}"][1]
-        results["half_max_reuse"] = at_half_max(results["points"], f"ping-host /ping reuse {REUSE}", reuse_url)
+        results["half_max_reuse"] = at_half_max(results["points"], f"ping-host /ping reuse {REUSE}", reuse_url, host_reuse)
         results["counter_check_reuse"] = counter_check(reuse_url)
         host_reuse.stop()
         started.remove(host_reuse)
@@ -500,7 +513,16 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
 
 def rate_line(what: str, point: dict) -> str:
     """The report's line for a fixed-rate figure: `what`, its latencies, how it was taken."""
-    return f"- {what}: p50 {point['p50_ms']} ms, p99 {point['p99_ms']} ms, p99.9 {point['p999_ms']} ms{runs_note(point)}."
+    return f"- {what}: p50 {point['p50_ms']} ms, p99 {point['p99_ms']} ms, p99.9 {point['p999_ms']} ms{runs_note(point)}{cpu_note(point)}."
+
+
+def cpu_note(point: dict) -> str:
+    """The server's CPU in a fixed-rate figure's median run, per request and in
+    cores (older results lack it)."""
+    cpu = point.get("cpu_s_per_1k")
+    if cpu is None:
+        return ""
+    return f"; the server's CPU {cpu * 1000:.0f} µs per request, {cpu * point['rps'] / 1000:.2f} cores"
 
 
 def runs_note(point: dict) -> str:
