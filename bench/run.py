@@ -195,12 +195,12 @@ def at_rate(url: str, qps: float, server: "Server | None" = None, runs: int = 3)
     """`runs` timed runs at a fixed rate, 64 connections: the run with the
     median p99, plus every run's p99: on this shared 2-core machine one 6-s
     run of the same build at the same rate gave p99s from 2.2 to 6.8 ms.
-    With `server`, each run also records its CPU seconds per 1,000 requests:
-    at a fixed rate below the maximum a request costs more CPU than at full
-    rate (its threads sleep and wake per request instead of finding the next
-    one ready: ping-host 173-193 µs per `/ping` at 5,200-6,100 req/s against
-    165 at full rate on 2026-12-01), so half the maximum rate keeps the cores
-    more than half busy."""
+    With `server`, each run also records the server's CPU seconds per 1,000
+    successful requests (the median run's is kept): below its maximum a
+    server's threads sleep and wake per request instead of finding the next
+    one ready, so a request costs more CPU than at full rate and half the
+    maximum rate is not half the machine (figures in BENCHMARKS.head.md,
+    eighth sitting)."""
     measured = sorted((with_cpu(server, lambda: oha(url, 64, seconds=DURATION, qps=qps)) for _ in range(runs)),
                       key=lambda r: r["p99_ms"])
     return {**measured[len(measured) // 2], "p99_runs_ms": [r["p99_ms"] for r in measured]}
@@ -512,13 +512,14 @@ def run(results: dict, work: pathlib.Path, started: list) -> None:
 
 
 def rate_line(what: str, point: dict) -> str:
-    """The report's line for a fixed-rate figure: `what`, its latencies, how it was taken."""
+    """The report's line for a fixed-rate figure: `what`, its latencies, how it
+    was taken and, when recorded, the server's CPU."""
     return f"- {what}: p50 {point['p50_ms']} ms, p99 {point['p99_ms']} ms, p99.9 {point['p999_ms']} ms{runs_note(point)}{cpu_note(point)}."
 
 
 def cpu_note(point: dict) -> str:
-    """The server's CPU in a fixed-rate figure's median run, per request and in
-    cores (older results lack it)."""
+    """The server's CPU in a fixed-rate figure's median run, per successful
+    request and in cores (CPU per request × req/s; older results lack it)."""
     cpu = point.get("cpu_s_per_1k")
     if cpu is None:
         return ""
